@@ -198,7 +198,7 @@ def pad_stack(
     multiples of it). Image and mask are reflected; padded weight is 0 so padded
     pixels never count. Returns the weights as an array even if None was given.
     """
-    z, h, w = images.shape
+    h, w = images.shape[1:]
     if weights is None:
         weights = np.ones(images.shape, np.float32)
     new_h, new_w = max(h, min_h), max(w, min_w)
@@ -242,6 +242,7 @@ def make_train_dataset(
     config: Any,
     seed: int | None = None,
     num_parallel_calls: int | None = None,
+    deterministic: bool = False,
 ) -> tf.data.Dataset:
     """Endless training stream of ``(x, y, w)`` batches, each ``(B, P, P, 1)`` float32.
 
@@ -261,6 +262,11 @@ def make_train_dataset(
         Overrides ``config.train.seed``.
     num_parallel_calls
         Parallel map calls; default ``tf.data.AUTOTUNE``.
+    deterministic
+        Keep the element order (slightly slower). Each element is a function
+        of ``(seed, element index)`` either way; without it, parallel workers
+        may finish out of order, so batches can be composed differently from
+        run to run.
 
     Slices smaller than the patch are padded (reflected image, weight 0).
     When labels are sparse (some labelled slice is less than half labelled),
@@ -299,7 +305,7 @@ def make_train_dataset(
         jitter = p // 4
     else:
         slices = tf.constant(np.asarray(table.slices, np.int64))
-        n_slices = int(len(table.slices))
+        n_slices = len(table.slices)
 
     def sample(index: tf.Tensor):
         element_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
@@ -338,18 +344,18 @@ def make_train_dataset(
 
     calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     ds = tf.data.Dataset.counter(dtype=tf.int64)
-    ds = ds.map(sample, num_parallel_calls=calls, deterministic=False)
+    ds = ds.map(sample, num_parallel_calls=calls, deterministic=deterministic)
     ds = ds.batch(batch, drop_remainder=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options())
+    return ds.with_options(_options(deterministic))
 
 
-def _options() -> tf.data.Options:
+def _options(deterministic: bool = False) -> tf.data.Options:
     options = tf.data.Options()
     # single-threaded ops per element: the pipeline's parallelism comes from the
     # parallel map, and it does not fight the model's kernels for the cores
     options.threading.max_intra_op_parallelism = 1
-    options.deterministic = False
+    options.deterministic = deterministic
     return options
 
 
@@ -386,7 +392,7 @@ def count_val_batches(images: Any, config: Any) -> int:
     array or its shape)."""
     shape = tuple(images) if isinstance(images, (tuple, list)) else np.shape(images)
     n = _n_tiles(shape, int(config.train.patch_size))
-    return int(math.ceil(n / int(config.train.batch_size)))
+    return math.ceil(n / int(config.train.batch_size))
 
 
 def make_val_dataset(images: Any, masks: Any, weights: Any, config: Any) -> tf.data.Dataset:
