@@ -98,7 +98,7 @@ def _progress_printer(quiet: bool) -> Any:
             if event.kind == "start":
                 print(event.message, file=sys.stderr)
             elif event.kind == "step" and is_tty:
-                bar = _bar(event.step, event.total_steps)
+                bar = _train_bar(event)
                 print(
                     f"\r{bar} epoch {event.epoch}/{event.total_epochs} step {event.step} "
                     f"loss {event.loss:.4f} eta {_fmt_eta(event.eta)}   ",
@@ -109,7 +109,7 @@ def _progress_printer(quiet: bool) -> Any:
                 val = " ".join(f"val_{k} {v:.4f}" for k, v in event.val.items())
                 end = "\n"
                 print(
-                    f"\r{_bar(event.step, event.total_steps)} epoch {event.epoch}/"
+                    f"\r{_train_bar(event)} epoch {event.epoch}/"
                     f"{event.total_epochs} loss {event.loss:.4f} {val} "
                     f"eta {_fmt_eta(event.eta)} {event.message}",
                     end=end,
@@ -128,7 +128,14 @@ def _progress_printer(quiet: bool) -> Any:
     return show
 
 
-def _bar(done: int, total: int, width: int = 24) -> str:
+def _train_bar(event: Any) -> str:
+    """Progress by steps, or by time when a wall-clock budget ends training first."""
+    if event.eta is not None and event.elapsed > 0:
+        return _bar(event.elapsed, event.elapsed + event.eta)
+    return _bar(event.step, event.total_steps)
+
+
+def _bar(done: float, total: float, width: int = 24) -> str:
     fraction = min(done / total, 1.0) if total else 0.0
     filled = int(round(fraction * width))
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"
@@ -249,6 +256,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+NEEDS_TENSORFLOW = {"train", "predict", "evaluate", "demo"}
+
 COMMANDS = {
     "train": _cmd_train,
     "predict": _cmd_predict,
@@ -274,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
+        if args.command in NEEDS_TENSORFLOW:
+            from .engine.tf_import import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except UserInputError as exc:
         print(f"napari-unet: error: {exc}", file=sys.stderr)

@@ -44,3 +44,68 @@ def trained_model_dir(tmp_path_factory):
     images, masks = synthetic_em(slices=3, size=48, cells=8, seed=2)
     result = train(tiny_config(tmp), images, masks)
     return result.model_dir
+
+
+# --------------------------------------------------------------------------- GUI (napari) fixtures
+# Used by tests/test_widgets*.py and tests/test_reader.py; napari/Qt are imported
+# inside the fixtures so the engine tests never load them.
+
+
+class NotificationLog:
+    """napari notifications shown since the fixture started."""
+
+    def __init__(self) -> None:
+        from napari.utils.notifications import notification_manager
+
+        self._manager = notification_manager
+        self._start = len(notification_manager.records)
+
+    def records(self, severity: str | None = None) -> list:
+        new = self._manager.records[self._start :]
+        return [n for n in new if severity is None or str(n.severity).lower() == severity]
+
+    def messages(self, severity: str | None = None) -> list[str]:
+        return [str(n.message) for n in self.records(severity)]
+
+
+@pytest.fixture
+def notifications() -> NotificationLog:
+    """Collects napari notifications (``.messages("error")``)."""
+    return NotificationLog()
+
+
+def gui_tiny_settings(dock, tmp_path) -> None:
+    """Make the dock train a depth-2, 4-filter U-Net for 2x3 steps on 32 px patches."""
+    dock.config_overrides = {"model.depth": 2, "model.base_filters": 4,
+                             "train.precision": "float32", "train.val_em_metrics": True}
+    dock.data_tab.patch_size.value = 32
+    dock.data_tab.val_fraction.value = 0.34
+    tab = dock.train_tab
+    tab.epochs.value = 2
+    tab.steps_per_epoch.value = 3
+    tab.batch_size.value = 2
+    tab.models_dir.value = str(tmp_path / "models")
+    dock.predict_tab.tile_size.value = 64
+
+
+@pytest.fixture
+def viewer_with_em(make_napari_viewer, em_stack):
+    """A napari viewer holding the synthetic stack ``em`` and its mask ``em mask``."""
+    viewer = make_napari_viewer()
+    images, masks = em_stack
+    viewer.add_image(images, name="em")
+    viewer.add_labels(masks, name="em mask")
+    return viewer
+
+
+@pytest.fixture
+def unet_dock(viewer_with_em, qtbot, tmp_path):
+    """The U-Net dock docked in `viewer_with_em`, set up for tiny, fast runs."""
+    from napari_unet.widgets.dock import UNetDock
+
+    dock = UNetDock(viewer_with_em)
+    viewer_with_em.window.add_dock_widget(dock, name="U-Net")
+    gui_tiny_settings(dock, tmp_path)
+    yield dock
+    dock.shutdown()
+    qtbot.waitUntil(lambda: not dock.jobs.running(), timeout=120_000)
