@@ -1,4 +1,4 @@
-"""Command line: ``napari-unet train | predict | evaluate | demo``.
+"""Command line: ``napari-unet train | predict | evaluate | demo | lr-find | frames-meta``.
 
 The CLI reads the same YAML config as the napari widgets; flags override it.
 A user error prints one line on stderr and exits with code 2, never a
@@ -16,9 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .cli_blockwise import add_blockwise_arguments, run_blockwise_predict, wants_blockwise
+from .cli_features import FEATURE_COMMANDS, add_feature_parsers, data_overrides
 from .engine.errors import UserInputError
 
 EXIT_USER_ERROR = 2
+#: A fault (NaN loss, out of memory, an unexpected error) ended the command.
+EXIT_FAULT = 1
+
+
+_UNSAFE_HELP = (
+    "load a model that contains custom code (Lambda layers); only for models you trust"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,13 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--preset", help="model preset (cpu-small, cpu, gpu, gpu-large)")
     train.add_argument("--init-from", help="warm-start from this model folder (fine-tuning)")
+    train.add_argument(
+        "--freeze-batch-norm",
+        action="store_true",
+        help="keep batch-norm statistics fixed (recommended with --init-from on a few slices)",
+    )
     train.add_argument("--seed", type=int)
+    train.add_argument("--dataset", help="dataset root with train/images and train/masks")
+    train.add_argument("--gpu", type=int, help="GPU index to use")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
     predict = sub.add_parser("predict", help="predict masks or probabilities for a stack")
     predict.add_argument("model", help="model folder written by train")
-    predict.add_argument("input", help="image stack, image or folder of slices")
-    predict.add_argument("--output", "-o", required=True, help="output TIFF")
+    predict.add_argument(
+        "input", help="image stack, image, folder of slices or dataset root (test/images)"
+    )
+    predict.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="output .tif/.tiff, .npy, .csv (run-length encoded) or a folder of PNG slices",
+    )
+    predict.add_argument("--gpu", type=int, help="GPU index to use")
     predict.add_argument(
         "--probabilities", action="store_true", help="write the float32 probability map"
     )
@@ -65,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int)
     predict.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_blockwise_arguments(predict)
+    predict.add_argument("--unsafe-load", action="store_true", help=_UNSAFE_HELP)
     predict.add_argument("--quiet", action="store_true")
 
     evaluate = sub.add_parser("evaluate", help="print a model's metrics on labelled data as JSON")
@@ -74,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float)
     evaluate.add_argument("--tta", action="store_true")
     evaluate.add_argument("--per-slice", action="store_true", help="include per-slice metrics")
+    evaluate.add_argument("--unsafe-load", action="store_true", help=_UNSAFE_HELP)
 
     demo = sub.add_parser(
         "demo", help="run the shipped model on the shipped EM sample, fine-tune briefly, report"
@@ -82,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--train-minutes", type=float, default=1.0, help="fine-tuning budget (0 to skip)"
     )
+    add_feature_parsers(sub)
     return parser
 
 
@@ -154,10 +182,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else Config()
     overrides = {
-        "data.images": _abs(args.images),
-        "data.masks": _abs(args.masks),
-        "data.val_images": _abs(args.val_images),
-        "data.val_masks": _abs(args.val_masks),
+        **data_overrides(args),
         "output": _abs(args.output),
         "train.max_minutes": args.max_minutes,
         "train.epochs": args.epochs,
@@ -167,6 +192,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "train.learning_rate": args.learning_rate,
         "train.init_from": _abs(args.init_from),
         "train.seed": args.seed,
+        "train.freeze_batch_norm": True if args.freeze_batch_norm else None,
     }
     if args.preset:
         overrides["model"] = {"preset": args.preset}
@@ -174,6 +200,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     stop = threading.Event()
     result = train(config, callback=_progress_printer(args.quiet), stop=stop)
     print(json.dumps({"model_dir": str(result.model_dir), "stopped": result.stopped_reason}))
+    if getattr(result, "failed", False):  # a fault ended training; checkpoints are kept
+        print(f"napari-unet: error: training stopped: {result.stopped_reason}", file=sys.stderr)
+        return EXIT_FAULT
     return 0
 
 
@@ -209,21 +238,27 @@ def _predict_config(model: Any, args: argparse.Namespace) -> Any:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .engine.atomic import check_writable
-    from .engine.io import mask_to_uint8, read_stack, write_tiff
+    from .cli_features import predict_source, rle_ids
+    from .engine.devices import configure_devices_for_model
+    from .engine.export import prediction_target, write_prediction
+    from .engine.io import read_stack
     from .engine.model_folder import load_model
     from .engine.predict import predict
 
-    output = Path(args.output)
-    check_writable(output, overwrite=args.overwrite)
-    images = read_stack(args.input)
-    model = load_model(args.model)
+    if wants_blockwise(args):  # .zarr output, --blockwise/--scheduler or a large input
+        return run_blockwise_predict(args, _progress_printer(args.quiet))
+    output, _ = prediction_target(args.output, args.probabilities, args.overwrite)
+    source = predict_source(args.input)
+    images = read_stack(source)
+    configure_devices_for_model(args.model, args.gpu)
+    model = load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
     config = _predict_config(model, args)
     result = predict(model, images, config, callback=_progress_printer(args.quiet))
     if args.probabilities:
-        write_tiff(output, result.probability.astype("float32"), overwrite=args.overwrite)
+        write_prediction(args.output, probability=result.probability, overwrite=args.overwrite)
     else:
-        write_tiff(output, mask_to_uint8(result.mask()), overwrite=args.overwrite)
+        ids = rle_ids(source, result.probability.shape[0])
+        write_prediction(args.output, mask01=result.mask(), overwrite=args.overwrite, ids=ids)
     if not args.quiet:
         print(f"wrote {output} {result.probability.shape}", file=sys.stderr)
     return 0
@@ -239,7 +274,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     images = as_stack(read_stack(args.images))
     masks = as_stack(read_mask(args.masks))
     check_pair(images, masks, "images", "masks")
-    model = load_model(args.model)
+    model = load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
     config = _predict_config(model, args)
     result = predict(model, images, config)
     scores = evaluate(result.probability, masks, threshold=config.threshold)
@@ -256,13 +291,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-NEEDS_TENSORFLOW = {"train", "predict", "evaluate", "demo"}
+NEEDS_TENSORFLOW = {"train", "predict", "evaluate", "demo", "lr-find"}
 
 COMMANDS = {
     "train": _cmd_train,
     "predict": _cmd_predict,
     "evaluate": _cmd_evaluate,
     "demo": _cmd_demo,
+    **FEATURE_COMMANDS,
 }
 
 
@@ -289,14 +325,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except UserInputError as exc:
-        print(f"napari-unet: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line
+        print(f"napari-unet: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
         print("napari-unet: error: out of memory; use smaller tiles or batches", file=sys.stderr)
-        return 1
+        return EXIT_FAULT
+    except Exception as exc:  # a bug or an environment fault: one line, no traceback
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(
+            f"napari-unet: error: unexpected {type(exc).__name__}: {text} "
+            "(set NAPARI_UNET_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAULT
 
 
 if __name__ == "__main__":

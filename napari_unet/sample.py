@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SAMPLE_DIR", "PRETRAINED_MODEL", "sample_paths"]
+__all__ = ["PRETRAINED_MODEL", "SAMPLE_DIR", "sample_paths"]
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 PRETRAINED_MODEL = SAMPLE_DIR / "model"

@@ -9,8 +9,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from napari_unet.engine.config import Config  # noqa: E402
-from napari_unet.engine.synthetic import synthetic_em  # noqa: E402
+from napari_unet.engine.config import Config
+from napari_unet.engine.synthetic import synthetic_em
 
 
 def tiny_config(tmp_path, **train) -> Config:

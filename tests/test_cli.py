@@ -81,7 +81,7 @@ def _bad_inputs(tmp_path):
             path = tmp_path / "complex.npy"
             np.save(path, arr)
         else:
-            tifffile.imwrite(path, arr, photometric="minisblack")
+            tifffile.imwrite(path, arr, photometric="minisblack" if arr.ndim > 1 else None)
         cases[name] = (path, good_mask)
     few = tmp_path / "few.tif"
     tifffile.imwrite(few, tifffile.imread(good_mask)[:2], photometric="minisblack")

@@ -17,18 +17,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .errors import UserInputError
 
 __all__ = [
+    "MODEL_PRESETS",
     "AffineConfig",
     "AugmentConfig",
     "Config",
     "DataConfig",
+    "DeviceConfig",
+    "DistributeConfig",
     "ElasticConfig",
+    "ForegroundConfig",
+    "FramesConfig",
     "IntensityConfig",
     "ModelConfig",
     "PredictConfig",
+    "ScheduleConfig",
     "TrainConfig",
     "load_config",
     "save_config",
-    "MODEL_PRESETS",
 ]
 
 
@@ -36,6 +41,27 @@ class _Section(BaseModel):
     """Base for all config sections: strict keys, validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FramesConfig(_Section):
+    """A folder of 2D frames ``im_c###_z###_t###_p###.png`` described by ``frames_meta.csv``
+    (microDL layout): which frames are images and which channel holds the masks."""
+
+    folder: str | None = Field(None, description="Frames folder (default: data.images).")
+    channels: list[int] = Field([0], min_length=1, description="Image channel indices.")
+    slices: list[int] | None = Field(None, description="Slice (z) indices; None = all.")
+    times: list[int] | None = Field(None, description="Time indices; None = all.")
+    positions: list[int] | None = Field(None, description="Position indices; None = all.")
+    mask_channel: int | None = Field(None, description="Channel index holding the masks.")
+
+
+class ForegroundConfig(_Section):
+    """Otsu foreground masking of the loss: outside the foreground the pixel weight
+    becomes 0 (``restrict``) or ``weight`` (``weight``)."""
+
+    mode: Literal["off", "restrict", "weight"] = "off"
+    weight: float = Field(0.1, ge=0.0, le=1.0, description="Weight outside (mode 'weight').")
+    per_slice: bool = Field(True, description="One Otsu threshold per slice (else per stack).")
 
 
 class DataConfig(_Section):
@@ -48,14 +74,33 @@ class DataConfig(_Section):
     val_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Fraction of slices held out when no val files are given."
     )
-    normalization: Literal["stack", "slice"] = Field(
-        "stack", description="Percentile normalization over the whole stack or per slice."
+    normalization: Literal["stack", "slice", "none"] = Field(
+        "stack",
+        description="Percentile normalization over the whole stack or per slice; 'none' for "
+        "input that is already normalized float data.",
     )
     percentiles: tuple[float, float] = Field(
         (1.0, 99.8), description="Low/high percentiles mapped to 0 and 1."
     )
     resize: tuple[int, int] | None = Field(
         None, description="Resize every slice to (height, width) before training/prediction."
+    )
+    dataset: str | None = Field(
+        None, description="Dataset root with train/images, train/masks (val/, test/ optional)."
+    )
+    frames: FramesConfig | None = Field(None, description="Read a frames folder (microDL).")
+    flat_field: bool = Field(
+        False, description="Divide out a flat field estimated as the heavily blurred mean image."
+    )
+    flat_field_sigma: float = Field(
+        0.125, gt=0.0, le=1.0, description="Flat-field blur sigma as a fraction of the image side."
+    )
+    foreground: ForegroundConfig = Field(default_factory=ForegroundConfig)
+    patch_cache: str | None = Field(
+        None, description="Folder caching the prepared data as .npz tiles across runs."
+    )
+    cache_tile: int | None = Field(
+        None, ge=16, description="Side of cached training tiles (default 2 x train.patch_size)."
     )
 
     @field_validator("percentiles")
@@ -159,6 +204,70 @@ class BorderWeightConfig(_Section):
     sigma: float = Field(5.0, gt=0.0)
 
 
+class ScheduleConfig(_Section):
+    """Learning-rate schedule around ``train.learning_rate`` (see ``engine/schedules.py``).
+
+    ``constant``; ``cosine`` decay to ``min_fraction`` (time-aware with a budget);
+    ``step`` decay by ``drop`` every ``drop_every``; cyclical ``triangular``,
+    ``triangular2`` and ``exp_range`` (Smith 2015) between ``learning_rate`` and
+    ``max_lr`` with half-cycle ``step_size``. ``step_unit`` sets the unit of
+    ``step_size`` and ``drop_every``.
+    """
+
+    kind: Literal["constant", "cosine", "step", "triangular", "triangular2", "exp_range"] = (
+        "cosine"
+    )
+    min_fraction: float = Field(0.02, ge=0.0, le=1.0, description="Cosine floor / base.")
+    max_lr: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Cyclical peak; None = 4 x train.learning_rate."
+    )
+    step_size: float = Field(4.0, gt=0.0, description="Cyclical half-cycle length.")
+    step_unit: Literal["epochs", "iterations"] = "epochs"
+    gamma: float = Field(0.99994, gt=0.0, le=1.0, description="exp_range decay per iteration.")
+    drop: float = Field(0.5, gt=0.0, le=1.0, description="Step decay factor.")
+    drop_every: float = Field(10.0, gt=0.0, description="Step decay period.")
+
+
+class DeviceConfig(_Section):
+    """Which GPU TensorFlow uses and how it takes memory (no effect without GPUs)."""
+
+    gpu: int | None = Field(None, ge=0, description="GPU index; None = every GPU visible.")
+    memory_growth: bool = Field(False, description="Allocate GPU memory as needed.")
+    memory_limit_mb: int | None = Field(None, ge=64, description="Cap GPU memory (MB).")
+    memory_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="Cap GPU memory as a fraction of the card's total."
+    )
+
+    @model_validator(mode="after")
+    def _one_memory_policy(self) -> DeviceConfig:
+        chosen = [self.memory_growth, self.memory_limit_mb is not None]
+        chosen.append(self.memory_fraction is not None)
+        if sum(chosen) > 1:
+            raise ValueError(
+                "choose one of memory_growth, memory_limit_mb and memory_fraction"
+            )
+        return self
+
+
+class DistributeConfig(_Section):
+    """Training on several devices with ``tf.distribute`` (see ``engine/strategy.py``).
+
+    ``none``: one device (the default, unchanged). ``mirrored``: synchronous
+    data parallelism over the GPUs of this machine (`devices`, default all; on
+    a machine without GPUs, its CPU devices). ``multi_worker``: over several
+    machines, each running the same command with its own ``TF_CONFIG``.
+    ``train.batch_size`` is the global batch, split evenly over the replicas.
+    """
+
+    strategy: Literal["none", "mirrored", "multi_worker"] = "none"
+    devices: list[str] | None = Field(
+        None, description='Devices for "mirrored", e.g. ["/gpu:0", "/gpu:1"]; None = all GPUs.'
+    )
+    xla: Literal["auto", "on", "off"] = Field(
+        "auto", description="XLA-compile the training step; auto = on with GPUs, off on CPU."
+    )
+
+
 class TrainConfig(_Section):
     """Training recipe."""
 
@@ -174,16 +283,17 @@ class TrainConfig(_Section):
         None, ge=1, description="Batches per validation; None = whole validation set once."
     )
     max_minutes: float | None = Field(None, gt=0.0, description="Wall-clock budget.")
+    max_cpu_minutes: float | None = Field(
+        None, gt=0.0, description="CPU-time budget (all threads of the process)."
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many epochs without a better val loss."
     )
-    lr_decay: Literal["none", "cosine"] = Field(
-        "cosine", description="Cosine decay over the run (time-aware with a budget)."
-    )
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto", description="auto = bfloat16 where the CPU/GPU supports it, else float32."
     )
-    monitor: Literal["val_loss", "val_rand_fscore"] = Field(
+    monitor: Literal["val_loss", "val_rand_fscore", "last"] = Field(
         "val_loss", description="Validation score that picks the best checkpoint."
     )
     val_em_metrics: bool = Field(
@@ -191,8 +301,34 @@ class TrainConfig(_Section):
     )
     seed: int = 0
     init_from: str | None = Field(None, description="Model folder to warm-start from.")
+    freeze_batch_norm: bool = Field(
+        False,
+        description="Keep batch-norm statistics and scales fixed (fine-tuning on a few slices).",
+    )
     tensorboard: bool = True
+    tensorboard_every_steps: int = Field(
+        10, ge=1, description="Write the step loss and learning rate every N batches."
+    )
+    tensorboard_images_every: int | None = Field(
+        100, ge=1, description="Write validation image | label | prediction every N batches."
+    )
+    tensorboard_images: int = Field(3, ge=1, le=16, description="Validation tiles shown.")
     event_every_steps: int = Field(1, ge=1, description="Yield a step event every N batches.")
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_lr_decay(cls, data: Any) -> Any:
+        """Old configs had ``lr_decay: none | cosine``; it becomes ``schedule.kind``."""
+        if isinstance(data, dict) and "lr_decay" in data:
+            data = dict(data)
+            decay = data.pop("lr_decay")
+            if decay not in ("none", "cosine"):
+                raise ValueError(f"lr_decay must be 'none' or 'cosine', got {decay!r}")
+            if "schedule" not in data:
+                data["schedule"] = {"kind": "constant" if decay == "none" else "cosine"}
+        return data
 
 
 class PredictConfig(_Section):
@@ -252,10 +388,13 @@ class Config(_Section):
 def _resolve_paths(config: Config, base: Path) -> Config:
     """Make relative data paths relative to the config file's folder."""
     data = config.to_dict()
-    for key in ("images", "masks", "val_images", "val_masks"):
+    for key in ("images", "masks", "val_images", "val_masks", "dataset", "patch_cache"):
         value = data["data"].get(key)
         if value and not Path(value).expanduser().is_absolute():
             data["data"][key] = str((base / value).resolve())
+    frames = data["data"].get("frames") or {}
+    if frames.get("folder") and not Path(frames["folder"]).expanduser().is_absolute():
+        frames["folder"] = str((base / frames["folder"]).resolve())
     for section, key in (("train", "init_from"), (None, "output")):
         node = data[section] if section else data
         value = node.get(key)
@@ -284,10 +423,12 @@ def load_config(path: str | Path, resolve_paths: bool = True) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserInputError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"config {path} is not a text (UTF-8) YAML file") from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise UserInputError(f"config {path} is not valid YAML: {exc}") from None
+        raise UserInputError(f"config {path} is not valid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
         raise UserInputError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
     try:
@@ -295,6 +436,18 @@ def load_config(path: str | Path, resolve_paths: bool = True) -> Config:
     except ValueError as exc:
         raise UserInputError(f"config {path} is invalid: {_short_validation_message(exc)}") from None
     return _resolve_paths(config, path.parent.resolve()) if resolve_paths else config
+
+
+def _yaml_reason(exc: Exception) -> str:
+    """One line from a (multi-line) PyYAML error: the problem and where."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and "tag:yaml.org,2002:python" in problem:
+        problem = "Python object tags (!!python/...) are not allowed in a config"
+    if problem:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"{problem}{where}"
+    return " ".join(str(exc).split())
 
 
 def _short_validation_message(exc: Exception) -> str:

@@ -6,11 +6,11 @@ threads (napari ``thread_worker``), be printed by the CLI or be logged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["TrainEvent", "PredictEvent", "drain"]
+__all__ = ["PredictEvent", "TrainEvent", "drain"]
 
 TrainEventKind = Literal["start", "step", "epoch", "done", "stopped"]
 

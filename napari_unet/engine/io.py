@@ -274,6 +274,12 @@ def _open_zarr_array(path: Path) -> Any:
         raise _fail(path, f"not a readable zarr store ({_reason(exc)})") from None
     if isinstance(node, zarr.Array):
         return node
+    level0 = _ome_level0(node)
+    if level0 is not None:
+        try:
+            return node[level0]
+        except Exception as exc:
+            raise _fail(path, f"OME-Zarr level {level0!r} is missing ({_reason(exc)})") from None
     names = sorted(node.array_keys())
     if "0" in names:
         return node["0"]
@@ -282,6 +288,23 @@ def _open_zarr_array(path: Path) -> Any:
     if not names:
         raise _fail(path, "the zarr group holds no arrays")
     raise _fail(path, f"the zarr group holds several arrays {names}; give the path of one")
+
+
+def _ome_level0(group: Any) -> str | None:
+    """Path of the full-resolution array of an OME-Zarr image group, if it is one.
+
+    Reads ``multiscales`` from the group attributes (``.zattrs`` in OME-Zarr
+    0.4, ``ome`` in ``zarr.json`` for 0.5); the first dataset is level 0.
+    """
+    try:
+        attrs = dict(group.attrs)
+    except Exception:
+        return None
+    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    try:
+        return str(multiscales[0]["datasets"][0]["path"])
+    except (TypeError, LookupError):
+        return None
 
 
 def _read_zarr(path: Path, colour: str = "grey") -> np.ndarray:
@@ -469,9 +492,16 @@ def _lazy_grey_stack(arr: dask.array.Array, axes: str | None, name: str) -> dask
 
     from .preprocess import looks_rgb
 
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind == "c":  # same refusals as check_image (NaN-only is found when read)
+        raise UserInputError(f"{name} has complex values ({dtype}); expected a real-valued image")
+    if dtype.kind not in "biuf":
+        raise UserInputError(f"{name} has data type {dtype}; expected a numeric image")
     if axes is not None and "S" in axes:
         arr = da.moveaxis(arr, axes.index("S"), -1)
         rgb = arr.shape[-1] in (3, 4)
+        if arr.shape[-1] == 2:  # grey + alpha, as in _to_grey_stack
+            arr = arr[..., 0]
     else:
         rgb = axes is None and looks_rgb(arr.shape)
     if rgb:

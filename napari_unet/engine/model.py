@@ -97,8 +97,8 @@ def _spatial_shapes(model: keras.Model, height: int, width: int) -> dict[str, tu
         if isinstance(layer, layers.InputLayer):
             scale[name] = 1.0
             continue
-        inbound = layer._inbound_nodes[0].input_tensors  # noqa: SLF001 - Keras graph walk
-        parent = inbound[0]._keras_history.operation.name  # noqa: SLF001
+        inbound = layer._inbound_nodes[0].input_tensors
+        parent = inbound[0]._keras_history.operation.name
         factor = scale[parent]
         if isinstance(layer, layers.MaxPooling2D):
             factor /= 2

@@ -25,7 +25,7 @@ from .atomic import atomic_path, atomic_write_text
 from .config import Config, load_config, save_config
 from .errors import UserInputError
 
-__all__ = ["ModelFolder", "LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "ModelFolder", "load_model"]
 
 
 @dataclass
@@ -69,6 +69,29 @@ class ModelFolder:
             raise UserInputError(
                 f"cannot create model folder {self.path}: {exc.strerror or exc}"
             ) from None
+        self.remove_stale_temporaries()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files that a killed process left behind.
+
+        Atomic writes go to ``.<name>.<random>.tmp<suffix>`` and are renamed
+        into place; a process killed mid-write leaves that partial file, which
+        is never read as a checkpoint. Returns the removed paths.
+        """
+        removed = []
+        try:
+            candidates = [p for p in self.path.iterdir() if p.is_file()]
+        except OSError:
+            return removed
+        for candidate in candidates:
+            name = candidate.name
+            if name.startswith(".") and ".tmp" in name:
+                try:
+                    candidate.unlink()
+                    removed.append(candidate)
+                except OSError:
+                    pass
+        return removed
 
     def save_config(self, config: Config) -> None:
         save_config(config, self.config_path)
@@ -162,14 +185,39 @@ def load_model(
 
     try:
         keras_model = keras.saving.load_model(weights_file, compile=False, safe_mode=safe_mode)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+    except (ValueError, TypeError) as exc:  # Keras wraps nested refusals in TypeError
+        if "safe_mode" in str(exc):
             raise UserInputError(
-                f"{weights_file} contains custom code (e.g. a Lambda layer) and was refused; "
-                "load it with safe_mode=False only if you trust its author"
+                f"{weights_file} contains custom code (e.g. a Lambda layer) and was refused "
+                "by Keras safe mode; load it only if you trust its author "
+                "(safe_mode=False; on the command line --unsafe-load)"
             ) from None
-        raise UserInputError(f"cannot load model {weights_file}: {exc}") from None
+        raise UserInputError(f"cannot load model {weights_file}: {_first_line(exc)}") from None
     except Exception as exc:  # zip/h5 errors of a broken file
-        raise UserInputError(f"cannot load model {weights_file}: {exc}") from None
+        raise UserInputError(f"cannot load model {weights_file}: {_first_line(exc)}") from None
+    _check_grey_input(keras_model, weights_file)
     metadata = model_folder.read_json(model_folder.metadata_path, default={}) or {}
     return LoadedModel(keras_model=keras_model, config=config, folder=path, metadata=metadata)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of an error message, shortened: Keras deserialization errors nest
+    ("... Exception encountered: ...") and span many lines; the innermost says why."""
+    text = str(exc).strip().rsplit("Exception encountered:", 1)[-1]
+    lines = text.strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _check_grey_input(keras_model: Any, weights_file: Path) -> None:
+    """Refuse a Keras model that does not take one grey image (batch, y, x, 1)."""
+    try:
+        shapes = [tuple(tensor.shape) for tensor in keras_model.inputs]
+    except (AttributeError, TypeError, ValueError):  # not a functional model
+        return
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] != 1:
+        shown = shapes[0] if len(shapes) == 1 else shapes
+        raise UserInputError(
+            f"{weights_file} is not a napari-unet model: its input has shape {shown}; "
+            "expected one grey image (batch, height, width, 1)"
+        )

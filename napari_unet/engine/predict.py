@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,17 @@ import numpy as np
 from .config import PredictConfig
 from .events import PredictEvent, drain
 from .model_folder import LoadedModel, load_model
-from .preprocess import as_stack, normalize_percentile, resize_stack
+from .preprocess import apply_normalization, as_stack, normalization_stats, resize_stack
 from .tiling import Tile, blend_window, pad_to_multiple, tile_grid
 
-__all__ = ["Prediction", "predict_iter", "predict", "predict_normalized", "drain"]
+__all__ = [
+    "Prediction",
+    "drain",
+    "predict",
+    "predict_iter",
+    "predict_normalized",
+    "predict_tiles",
+]
 
 
 @dataclass
@@ -48,7 +55,12 @@ class Prediction:
 
 
 def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
-    return model if isinstance(model, LoadedModel) else load_model(model)
+    if isinstance(model, LoadedModel):
+        return model
+    from .devices import configure_devices_for_model
+
+    configure_devices_for_model(model)
+    return load_model(model)
 
 
 def _dihedral(batch: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
@@ -111,33 +123,107 @@ def predict_normalized(
     batch with the slices done so far (the rest stays 0).
     """
     runner = _Runner(keras_model, config.tta)
-    depth_z = stack.shape[0]
     padded_shape = pad_to_multiple(stack[:1], multiple)[0].shape[-2:]
     tiles = tile_grid(padded_shape, config.tile_size, config.overlap, multiple)
     windows = [blend_window(tile, config.overlap) for tile in tiles]
-    jobs = [(z, i) for z in range(depth_z) for i in range(len(tiles))]
     height, width = stack.shape[-2:]
-    probability = np.zeros(stack.shape, dtype=np.float32)
+
+    def padded_slice(z: int) -> np.ndarray:
+        return pad_to_multiple(np.asarray(stack[z], dtype=np.float32), multiple)[0]
+
+    return (
+        yield from predict_tiles(
+            runner,
+            padded_slice,
+            stack.shape[0],
+            tiles,
+            windows,
+            (slice(0, height), slice(0, width)),
+            config.batch_size,
+            stop,
+        )
+    )
+
+
+def predict_tiles(
+    runner: Callable[[np.ndarray], np.ndarray],
+    read_slice: Callable[[int], np.ndarray],
+    depth_z: int,
+    tiles: Sequence[Tile],
+    windows: Sequence[np.ndarray],
+    crop: tuple[slice, slice],
+    batch_size: int,
+    stop: threading.Event | None = None,
+) -> Generator[PredictEvent, None, np.ndarray]:
+    """Blend the predictions of `tiles` over `depth_z` slices and return a crop.
+
+    The shared core of in-memory tiled prediction (:func:`predict_normalized`,
+    all tiles of a slice) and blockwise prediction (the tiles of a global grid
+    that touch one block). Tiles of all slices are batched together; a pixel's
+    value is the window-weighted mean of the tiles covering it, accumulated in
+    tile order, so a block computed from a subset of a grid's tiles equals the
+    same pixels of the whole-slice result.
+
+    Parameters
+    ----------
+    runner
+        Maps a float32 ``(B, h, w)`` batch to probabilities of the same shape.
+    read_slice
+        ``read_slice(z)`` returns slice `z` (float32, normalized, padded)
+        covering the bounding box of `tiles`, in coordinates relative to it.
+    depth_z
+        Number of slices.
+    tiles, windows
+        Tiles (coordinates of the padded slice) and their blending windows.
+    crop
+        Region to return, in the same coordinates as the tiles; every pixel
+        of it must be covered by some tile.
+    batch_size
+        Tiles per network call.
+    stop
+        Set it to end after the current batch (unfinished slices stay 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(depth_z, crop height, crop width)``.
+    """
+    y0 = min(t.y for t in tiles)
+    x0 = min(t.x for t in tiles)
+    box = (max(t.y + t.height for t in tiles) - y0, max(t.x + t.width for t in tiles) - x0)
+    local = [slice(t.y - y0, t.y - y0 + t.height, None) for t in tiles]
+    local_x = [slice(t.x - x0, t.x - x0 + t.width, None) for t in tiles]
+    out_crop = (
+        slice(crop[0].start - y0, crop[0].stop - y0),
+        slice(crop[1].start - x0, crop[1].stop - x0),
+    )
+    jobs = [(z, i) for z in range(depth_z) for i in range(len(tiles))]
+    probability = np.zeros(
+        (depth_z, crop[0].stop - crop[0].start, crop[1].stop - crop[1].start), dtype=np.float32
+    )
     start = time.perf_counter()
-    padded_cache: dict[int, np.ndarray] = {}
-    accum = np.zeros(padded_shape, dtype=np.float32)
-    weight = np.zeros(padded_shape, dtype=np.float32)
+    slice_cache: dict[int, np.ndarray] = {}
+    accum = np.zeros(box, dtype=np.float32)
+    weight = np.zeros(box, dtype=np.float32)
     current_z = 0
     done = 0
-    for begin in range(0, len(jobs), config.batch_size):
+    for begin in range(0, len(jobs), batch_size):
         if stop is not None and stop.is_set():
             break
-        chunk = jobs[begin : begin + config.batch_size]
-        batch = np.stack([_read_tile(stack, padded_cache, multiple, z, tiles[i]) for z, i in chunk])
+        chunk = jobs[begin : begin + batch_size]
+        for z, _ in chunk:
+            if z not in slice_cache:
+                slice_cache[z] = read_slice(z)
+        batch = np.stack([slice_cache[z][local[i], local_x[i]] for z, i in chunk])
         result = runner(batch)
         for (z, i), prob in zip(chunk, result):
             if z != current_z:
-                probability[current_z] = (accum / weight)[:height, :width]
+                probability[current_z] = accum[out_crop] / weight[out_crop]
                 accum.fill(0)
                 weight.fill(0)
-                padded_cache.pop(current_z, None)
+                slice_cache.pop(current_z, None)
                 current_z = z
-            sl = tiles[i].slices
+            sl = (local[i], local_x[i])
             accum[sl] += prob * windows[i]
             weight[sl] += windows[i]
         done += len(chunk)
@@ -145,16 +231,8 @@ def predict_normalized(
         eta = elapsed / done * (len(jobs) - done)
         yield PredictEvent(done=done, total=len(jobs), elapsed=elapsed, eta=eta)
     if done == len(jobs):
-        probability[current_z] = (accum / weight)[:height, :width]
+        probability[current_z] = accum[out_crop] / weight[out_crop]
     return probability
-
-
-def _read_tile(
-    stack: np.ndarray, cache: dict[int, np.ndarray], multiple: int, z: int, tile: Tile
-) -> np.ndarray:
-    if z not in cache:
-        cache[z] = pad_to_multiple(np.asarray(stack[z], dtype=np.float32), multiple)[0]
-    return cache[z][tile.slices]
 
 
 def predict_iter(
@@ -162,6 +240,7 @@ def predict_iter(
     images: np.ndarray,
     config: PredictConfig | None = None,
     stop: threading.Event | None = None,
+    stats: tuple[Any, Any] | None = None,
 ) -> Generator[PredictEvent, None, Prediction]:
     """Predict a stack (or one 2D image) with a trained model.
 
@@ -176,6 +255,10 @@ def predict_iter(
         Tiling options; defaults to the model's own ``predict`` section.
     stop
         Set it to stop after the current batch.
+    stats
+        Normalization ``(lo, hi)`` to use instead of the percentiles of
+        `images` (e.g. :func:`~napari_unet.engine.blockwise.volume_stats` of the
+        whole volume when `images` is part of it).
 
     Returns
     -------
@@ -191,9 +274,18 @@ def predict_iter(
     original_hw = stack.shape[-2:]
     data_cfg = loaded.config.data
     low, high = data_cfg.percentiles
-    normalized = normalize_percentile(
-        stack, low, high, per_slice=data_cfg.normalization == "slice"
-    )
+    if data_cfg.flat_field:  # estimated from the stack being predicted
+        from .flatfield import correct_flat_field
+
+        stack = correct_flat_field(stack, None, data_cfg.flat_field_sigma)
+    if data_cfg.normalization == "none":
+        normalized = np.asarray(stack, dtype=np.float32)
+    else:
+        if stats is None:
+            stats = normalization_stats(
+                stack, low, high, per_slice=data_cfg.normalization == "slice"
+            )
+        normalized = apply_normalization(stack, *stats)
     if data_cfg.resize is not None:
         normalized = resize_stack(normalized, tuple(data_cfg.resize), order=1)
     probability = yield from predict_normalized(

@@ -15,6 +15,7 @@ from .errors import UserInputError
 __all__ = [
     "LUMINANCE_WEIGHTS",
     "MAX_STATS_PIXELS",
+    "NORMALIZED_LIMIT",
     "apply_normalization",
     "as_stack",
     "looks_rgb",
@@ -30,6 +31,9 @@ LUMINANCE_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 #: Above this many pixels, percentiles are estimated on a strided subsample.
 MAX_STATS_PIXELS = 2**24
+
+#: Normalized values are clipped to +-this so that extreme outliers stay finite in float32.
+NORMALIZED_LIMIT = 1e4
 
 # Integer/float types whose values do not fit float32 exactly: work in float64.
 _WIDE_KINDS = {np.dtype(t) for t in (np.int32, np.uint32, np.int64, np.uint64, np.float64)}
@@ -240,7 +244,8 @@ def apply_normalization(
     """Map `lo` to 0 and `hi` to 1, as float32.
 
     NaN and infinite input values become 0 (the low value). Where ``hi <= lo``
-    (a constant image or slice) the output is 0, without warnings.
+    (a constant image or slice) the output is 0, without warnings. Outliers are
+    clipped to :data:`NORMALIZED_LIMIT` so the output is always finite.
 
     Parameters
     ----------
@@ -272,12 +277,15 @@ def apply_normalization(
             out[z] = 0.0
             continue
         part = stack[z].astype(work)
-        part -= lo[z]
-        part *= 1.0 / scale
-        if part.dtype.kind == "f" and stack.dtype.kind == "f":
-            part[~np.isfinite(part)] = 0.0
-        if clip:
-            np.clip(part, 0.0, 1.0, out=part)
+        bad = ~np.isfinite(part) if stack.dtype.kind == "f" else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            part -= lo[z]
+            part *= 1.0 / scale
+        # far outliers would overflow float32 to inf (found by tests/test_properties.py)
+        limit = 1.0 if clip else NORMALIZED_LIMIT
+        np.clip(part, 0.0 if clip else -limit, limit, out=part)
+        if bad is not None and bad.any():
+            part[bad] = 0.0
         out[z] = part
     return out[0] if flat else out
 

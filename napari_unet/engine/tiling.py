@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Tile", "axis_tiles", "tile_grid", "blend_window", "pad_to_multiple"]
+__all__ = [
+    "Tile",
+    "axis_tiles",
+    "blend_window",
+    "pad_mode",
+    "pad_to_multiple",
+    "padded_indices",
+    "tile_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,28 @@ def pad_to_multiple(
     if pad_h == 0 and pad_w == 0:
         return image, (height, width)
     pad = [(0, 0)] * (image.ndim - 2) + [(0, pad_h), (0, pad_w)]
+    mode = pad_mode(height, width, pad_h, pad_w)
+    return np.pad(image, pad, mode=mode), (height, width)
+
+
+def pad_mode(height: int, width: int, pad_h: int, pad_w: int) -> str:
+    """The ``np.pad`` mode :func:`pad_to_multiple` uses for this slice and padding."""
     mode = "reflect" if pad_h < height and pad_w < width else "symmetric"
     if mode == "symmetric" and (pad_h >= 2 * height or pad_w >= 2 * width):
         mode = "edge"  # tiny images: symmetric would need several reflections
-    return np.pad(image, pad, mode=mode), (height, width)
+    return mode
+
+
+def padded_indices(shape: tuple[int, int], multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index maps of :func:`pad_to_multiple`.
+
+    ``padded[i, j] == image[rows[i], cols[j]]`` for a ``(height, width)`` =
+    `shape` image, so any window of the padded slice can be read from the
+    unpadded source (e.g. a lazy volume) without padding the whole slice.
+    """
+    height, width = shape
+    target_h, target_w = _round_up(height, multiple), _round_up(width, multiple)
+    mode = pad_mode(height, width, target_h - height, target_w - width)
+    rows = np.pad(np.arange(height), (0, target_h - height), mode=mode)
+    cols = np.pad(np.arange(width), (0, target_w - width), mode=mode)
+    return rows, cols

@@ -23,8 +23,10 @@ from .config import Config
 from .errors import TrainingStopped, UserInputError
 from .events import TrainEvent, drain
 from .model_folder import ModelFolder
+from .schedules import lr_at
+from .strategy import worker_output
 
-__all__ = ["TrainResult", "PreparedData", "prepare_data", "train_iter", "train"]
+__all__ = ["PreparedData", "TrainResult", "prepare_data", "train", "train_iter"]
 
 
 @dataclass
@@ -50,6 +52,10 @@ class TrainResult:
     stopped_reason: str
     steps: int
     elapsed: float
+    #: True if a fault (NaN loss, out of memory, full disk, an error in a step)
+    #: ended training; `stopped_reason` says which. Checkpoints written before
+    #: the fault are kept.
+    failed: bool = False
 
 
 def split_labels(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,11 +97,36 @@ def prepare_data(
     val_images: Any = None,
     val_masks: Any = None,
 ) -> PreparedData:
-    """Read, check, normalize and split the data named by `config` or given as arrays."""
+    """Read, check, normalize and split the data named by `config` or given as arrays.
+
+    The data may also come from ``data.dataset`` or ``data.frames`` (see
+    :mod:`~napari_unet.engine.sources`); with ``data.patch_cache`` the prepared
+    arrays are tiled and cached on disk (see :mod:`~napari_unet.engine.patch_cache`).
+    Dask/zarr arrays and stacks larger than memory stay lazy: patches are read
+    on demand (see :mod:`~napari_unet.engine.lazy_train`).
+    """
+    from . import lazy_train
+
+    if lazy_train.is_lazy_training_input(config, images):
+        return lazy_train.prepare_data(config, images, masks, val_images, val_masks)
+    if config.data.patch_cache:
+        from .patch_cache import cached_prepare
+
+        sources = (images, masks, val_images, val_masks)
+        return cached_prepare(config, sources, lambda: _prepare_data(config, *sources))
+    return _prepare_data(config, images, masks, val_images, val_masks)
+
+
+def _prepare_data(config: Config, *sources: Any) -> PreparedData:
+    """:func:`prepare_data` without the cache; `sources` = images, masks, val images, val masks."""
+    from .flatfield import correct_flat_field, estimate_flat_field
+    from .foreground import apply_foreground
     from .preprocess import normalize_percentile, resize_stack, split_train_val
+    from .sources import resolve_sources
     from .weights import border_weights_stack
 
     data_cfg = config.data
+    images, masks, val_images, val_masks = resolve_sources(config, *sources)
     images = images if images is not None else data_cfg.images
     masks = masks if masks is not None else data_cfg.masks
     if images is None or masks is None:
@@ -111,9 +142,16 @@ def prepare_data(
 
     low, high = data_cfg.percentiles
     per_slice = data_cfg.normalization == "slice"
+    sigma = data_cfg.flat_field_sigma
+    field = estimate_flat_field(images, sigma) if data_cfg.flat_field else None
 
     def normalize(stack: np.ndarray) -> np.ndarray:
-        out = normalize_percentile(stack, low, high, per_slice=per_slice)
+        if field is not None:
+            stack = correct_flat_field(stack, field, sigma)
+        if data_cfg.normalization == "none":
+            out = np.asarray(stack, dtype=np.float32)
+        else:
+            out = normalize_percentile(stack, low, high, per_slice=per_slice)
         if data_cfg.resize is not None:
             out = resize_stack(out, tuple(data_cfg.resize), order=1)
         return out
@@ -138,6 +176,7 @@ def prepare_data(
 
     norm_images = normalize(images)
     target, weight = targets(masks)
+    weight = apply_foreground(weight, norm_images, data_cfg.foreground)
     if weight[train_idx].sum() == 0:
         raise UserInputError("the training masks have no labelled pixels")
     prepared = PreparedData(
@@ -152,6 +191,9 @@ def prepare_data(
     if explicit_val:
         prepared.val_images = normalize(val_images)
         prepared.val_masks, prepared.val_weights = targets(val_masks)
+        prepared.val_weights = apply_foreground(
+            prepared.val_weights, prepared.val_images, data_cfg.foreground
+        )
         description["val_slices"] = int(val_images.shape[0])
     elif len(val_idx):
         prepared.val_images = norm_images[val_idx]
@@ -175,6 +217,41 @@ def resolve_precision(requested: str) -> str:
     return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
+def build_training(config: Config, prepared: PreparedData) -> tuple[str, Any, _Steps, Any]:
+    """Apply the device settings, seed, build (or warm-start) the model, compile the
+    steps and make the endless training stream.
+
+    Shared by :func:`train_iter` and the learning-rate finder.
+
+    Returns
+    -------
+    precision, model, steps, train_ds
+        The precision policy used, the Keras model, the compiled
+        :class:`_Steps` and the ``tf.data`` stream of ``(x, y, w)`` batches.
+    """
+    import tensorflow as tf
+
+    from .data import make_train_dataset
+    from .devices import configure_devices
+    from .strategy import distribute_dataset, make_strategy, strategy_scope
+
+    configure_devices(config.train.device)
+    strategy = make_strategy(config.train.distribute)  # None: one device
+    tf.keras.utils.set_random_seed(config.train.seed)
+    precision = resolve_precision(config.train.precision)
+    with strategy_scope(strategy):
+        model = _build_or_load(config, precision)
+        steps = _Steps(model, config, strategy)
+    train_ds = make_train_dataset(
+        prepared.train_images,
+        prepared.train_masks,
+        prepared.train_weights,
+        config,
+        seed=config.train.seed,
+    )
+    return precision, model, steps, distribute_dataset(strategy, train_ds)
+
+
 def _build_or_load(config: Config, precision: str) -> Any:
     import keras
 
@@ -195,6 +272,10 @@ def _build_or_load(config: Config, precision: str) -> Any:
                     "than the config's model section"
                 )
             model.set_weights(parent.keras_model.get_weights())
+        if config.train.freeze_batch_norm:
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False  # Keras 3: also runs it in inference mode
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return model
@@ -203,30 +284,38 @@ def _build_or_load(config: Config, precision: str) -> Any:
 class _Steps:
     """The compiled training and validation steps."""
 
-    def __init__(self, model: Any, config: Config) -> None:
+    def __init__(self, model: Any, config: Config, strategy: Any = None) -> None:
         import keras
         import tensorflow as tf
 
         from .losses import make_loss
+        from .strategy import distributed_train_step, resolve_xla
 
         self.model = model
         loss_fn = make_loss(config.train)
         self.optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate)
+        if getattr(model.dtype_policy, "name", "") == "mixed_float16":  # dynamic loss scaling
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         self.optimizer.build(model.trainable_variables)
+        jit = resolve_xla(config.train.distribute.xla)  # None (off) on CPU by default
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, jit_compile=jit)
         def train_step(x, y, w):
             with tf.GradientTape() as tape:
                 p = model(x, training=True)
                 loss = loss_fn(y, p, w)
-            grads = tape.gradient(loss, model.trainable_variables)
+                scaled = self.optimizer.scale_loss(loss)  # `loss` itself unless mixed_float16
+            grads = tape.gradient(scaled, model.trainable_variables)
             self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss, _confusion(y, p, w)
 
         @tf.function(reduce_retracing=True)
         def val_step(x, y, w):
             p = model(x, training=False)
-            return loss_fn(y, p, w), _confusion(y, p, w), tf.reduce_sum(tf.cast(w > 0, tf.float32))
+            labelled = tf.cast(w > 0, tf.float32)
+            # sum of |mask - probability| over labelled pixels (the "pixel difference")
+            diff = tf.reduce_sum(tf.abs(tf.cast(y, tf.float32) - tf.cast(p, tf.float32)) * labelled)
+            return loss_fn(y, p, w), _confusion(y, p, w), tf.reduce_sum(labelled), diff
 
         def _confusion(y, p, w):
             labelled = tf.cast(w > 0, tf.float32)
@@ -238,6 +327,10 @@ class _Steps:
             tn = tf.reduce_sum((1 - pred) * (1 - y) * labelled)
             return tf.stack([tp, fp, fn, tn])
 
+        if strategy is not None:  # tf.distribute: replicas share each global batch
+            train_step = distributed_train_step(
+                strategy, model, self.optimizer, loss_fn, _confusion, jit
+            )
         self.train_step = train_step
         self.val_step = val_step
 
@@ -255,27 +348,26 @@ def _confusion_metrics(counts: np.ndarray) -> dict[str, float]:
     return {"dice": dice, "iou": iou, "pixel_error": (fp + fn) / total}
 
 
-def _learning_rate(config: Config, progress: float) -> float:
-    base = config.train.learning_rate
-    if config.train.lr_decay == "cosine":
-        progress = min(max(progress, 0.0), 1.0)
-        return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-    return base
-
-
 def _validate(steps: _Steps, dataset: Any) -> dict[str, float]:
     total_loss = 0.0
     total_weight = 0.0
+    total_diff = 0.0
     counts = np.zeros(4)
     for x, y, w in dataset:
-        loss, confusion, labelled = steps.val_step(x, y, w)
+        loss, confusion, labelled, diff = steps.val_step(x, y, w)
         labelled = float(labelled)
         total_loss += float(loss) * labelled
         total_weight += labelled
+        total_diff += float(diff)
         counts += confusion.numpy()
     if total_weight == 0:
         return {}
-    return {"loss": total_loss / total_weight, **_confusion_metrics(counts)}
+    return {
+        "loss": total_loss / total_weight,
+        **_confusion_metrics(counts),
+        # mean |mask - probability| in percent, as metrics.pixel_difference_percent
+        "pixel_difference": 100.0 * total_diff / total_weight,
+    }
 
 
 def _rand_on_slices(model: Any, prepared: PreparedData, config: Config) -> dict[str, float]:
@@ -287,7 +379,7 @@ def _rand_on_slices(model: Any, prepared: PreparedData, config: Config) -> dict[
     probability = drain(generator)
     mask = prepared.val_masks
     scores = evaluate(probability, mask, threshold=config.predict.threshold)
-    overall = scores["overall"] if "overall" in scores else scores
+    overall = scores
     return {k: float(overall[k]) for k in ("rand_fscore", "vi") if k in overall}
 
 
@@ -327,7 +419,9 @@ def train_iter(
     """
     stop = stop or threading.Event()
     started = time.perf_counter()
+    config = _with_parent_architecture(config)
     prepared = prepare_data(config, images, masks, val_images, val_masks)
+    config = worker_output(config)  # multi-worker training: non-chief workers write aside
     folder = _model_folder(config)
     folder.create()
     config = config.model_copy(update={"output": str(folder.path)})
@@ -335,30 +429,32 @@ def train_iter(
 
     import tensorflow as tf
 
-    from .data import make_train_dataset, make_val_dataset
+    from .data import make_val_dataset
 
-    tf.keras.utils.set_random_seed(config.train.seed)
-    precision = resolve_precision(config.train.precision)
-    model = _build_or_load(config, precision)
-    steps = _Steps(model, config)
-    train_ds = make_train_dataset(
-        prepared.train_images, prepared.train_masks, prepared.train_weights, config, seed=config.train.seed
-    )
+    precision, model, steps, train_ds = build_training(config, prepared)
     val_ds = None
     if prepared.val_images is not None:
         val_ds = make_val_dataset(
             prepared.val_images, prepared.val_masks, prepared.val_weights, config
         )
     writer = tf.summary.create_file_writer(str(folder.logs_path)) if config.train.tensorboard else None
+    preview = None
+    if writer is not None and config.train.tensorboard_images_every:
+        from .tb_logging import preview_tiles
+
+        preview = preview_tiles(prepared, config.train.patch_size, config.train.tensorboard_images)
 
     train_cfg = config.train
     total_steps = train_cfg.epochs * train_cfg.steps_per_epoch
     budget = train_cfg.max_minutes * 60 if train_cfg.max_minutes else None
+    cpu_budget = train_cfg.max_cpu_minutes * 60 if train_cfg.max_cpu_minutes else None
+    cpu_start = time.process_time()
     history: list[dict[str, Any]] = []
     monitor_rand = val_ds is not None and train_cfg.monitor == "val_rand_fscore"
     best: float | None = None
     epochs_without_gain = 0
     stopped_reason = "finished"
+    failed = False
     step = 0
     yield TrainEvent(
         kind="start",
@@ -383,7 +479,9 @@ def train_iter(
                 progress = step / total_steps
                 if budget:
                     progress = max(progress, elapsed / budget)
-                lr = _learning_rate(config, progress)
+                if cpu_budget:
+                    progress = max(progress, (time.process_time() - cpu_start) / cpu_budget)
+                lr = lr_at(step, train_cfg.steps_per_epoch, total_steps, train_cfg, progress)
                 steps.set_learning_rate(lr)
                 x, y, w = next(iterator)
                 loss, confusion = steps.train_step(x, y, w)
@@ -395,6 +493,10 @@ def train_iter(
                 step += 1
                 epoch_loss += loss
                 counts += confusion.numpy()
+                if writer is not None:
+                    from .tb_logging import log_step
+
+                    log_step(writer, step, loss, lr, model, preview, train_cfg)
                 if step % train_cfg.event_every_steps == 0 or batch_in_epoch == train_cfg.steps_per_epoch:
                     elapsed = time.perf_counter() - loop_start
                     eta = _eta(elapsed, step, total_steps, budget)
@@ -411,7 +513,9 @@ def train_iter(
                         eta=eta,
                         model_dir=str(folder.path),
                     )
-                if budget and time.perf_counter() - loop_start >= budget:
+                if (budget and time.perf_counter() - loop_start >= budget) or (
+                    cpu_budget and time.process_time() - cpu_start >= cpu_budget
+                ):
                     stopped_reason = "time budget reached"
                     break
             batches = batch_in_epoch if stopped_reason == "finished" else max(batch_in_epoch - 1, 1)
@@ -433,7 +537,7 @@ def train_iter(
             record.update({f"val_{k}": v for k, v in val.items()})
             history.append(record)
             score = _score(record, monitor_rand)
-            improved = best is None or score > best
+            improved = best is None or score > best or train_cfg.monitor == "last"
             folder.save_weights_file(model, "last")
             if improved:
                 best = score
@@ -469,31 +573,38 @@ def train_iter(
                 stopped_reason = f"early stopping: no improvement in {epochs_without_gain} epochs"
                 break
     except TrainingStopped as exc:
-        stopped_reason = str(exc)
+        stopped_reason, failed = str(exc), True
     except tf.errors.ResourceExhaustedError:
-        stopped_reason = "out of memory: lower the batch size or the patch size"
+        stopped_reason, failed = "out of memory: lower the batch size or the patch size", True
+    except UserInputError as exc:  # e.g. the disk filled up while saving a checkpoint
+        stopped_reason, failed = str(exc), True
+    except Exception as exc:  # any other fault: one clear line, traceback in the folder
+        stopped_reason, failed = _fault_message(exc, step, folder), True
     finally:
         if writer is not None:
             writer.close()
-    if not folder.best_path.exists() and step > 0 and "loss became" not in stopped_reason:
+    if not folder.best_path.exists() and step > 0 and not failed:
         folder.save_weights_file(model, "best")
     elapsed = time.perf_counter() - started
-    folder.save_json(
-        folder.metadata_path,
-        {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "parent": config.train.init_from,
-            "precision": precision,
-            "data": prepared.description,
-            "steps": step,
-            "elapsed_seconds": elapsed,
-            "stopped_reason": stopped_reason,
-            "best_score": best,
-            "monitor": "val_rand_fscore" if monitor_rand else ("val_loss" if val_ds else "loss"),
-            "final": history[-1] if history else {},
-            **(metadata or {}),
-        },
-    )
+    summary = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parent": config.train.init_from,
+        "precision": precision,
+        "data": prepared.description,
+        "steps": step,
+        "elapsed_seconds": elapsed,
+        "stopped_reason": stopped_reason,
+        "failed": failed,
+        "best_score": best,
+        "monitor": _monitor_name(train_cfg.monitor, monitor_rand, val_ds is not None),
+        "final": history[-1] if history else {},
+        **(metadata or {}),
+    }
+    try:
+        folder.save_json(folder.metadata_path, summary)
+    except UserInputError as exc:  # e.g. a full disk: still end with a final event
+        if not failed:
+            stopped_reason, failed = str(exc), True
     finished = stopped_reason in ("finished", "time budget reached")
     yield TrainEvent(
         kind="done" if finished else "stopped",
@@ -515,7 +626,54 @@ def train_iter(
         stopped_reason=stopped_reason,
         steps=step,
         elapsed=elapsed,
+        failed=failed,
     )
+
+
+def _fault_message(exc: Exception, step: int, folder: ModelFolder) -> str:
+    """One line for an unexpected error inside the training loop; the traceback
+    goes to ``train-error.log`` in the model folder (never to the user's screen)."""
+    import traceback
+
+    from .atomic import atomic_write_text
+
+    where = ""
+    try:
+        log = folder.path / "train-error.log"
+        atomic_write_text(log, "".join(traceback.format_exception(exc)))
+        where = f" (details in {log})"
+    except (UserInputError, OSError):
+        pass
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    kept = "no checkpoint yet"
+    if folder.best_path.exists():
+        kept = "the best checkpoint so far is kept"
+    return f"training failed after {step} steps: {reason}; {kept}{where}"
+
+
+def _with_parent_architecture(config: Config) -> Config:
+    """When warm-starting, the network must be the parent's: take its model section."""
+    if not config.train.init_from:
+        return config
+    parent_dir = Path(config.train.init_from)
+    if not (parent_dir / "config.yaml").exists():
+        raise UserInputError(f"--init-from {parent_dir} is not a model folder (no config.yaml)")
+    parent_model = ModelFolder(parent_dir).load_config().model
+    try:
+        return Config.model_validate({**config.to_dict(), "model": parent_model.model_dump()})
+    except ValueError as exc:
+        raise UserInputError(f"cannot warm-start from {parent_dir}: {exc}") from None
+
+
+def _monitor_name(requested: str, monitor_rand: bool, has_val: bool) -> str:
+    """What picked the best checkpoint, as recorded in metadata.json."""
+    if requested == "last":
+        return "last"
+    if monitor_rand:
+        return "val_rand_fscore"
+    return "val_loss" if has_val else "loss"
 
 
 def _score(record: dict[str, Any], monitor_rand: bool) -> float:

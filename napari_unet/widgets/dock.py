@@ -1,0 +1,227 @@
+"""The "U-Net" dock widget: Data, Augment, Train, Predict and Export tabs.
+
+The dock owns what the tabs share: the viewer, the background jobs, the
+current model folder (trained here or loaded on Predict), a cache of the
+loaded Keras model and the overwrite policy. Opening it imports neither
+TensorFlow nor any engine module that needs it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .augment_tab import AugmentTab
+from .data_tab import DataTab
+from .export_tab import ExportTab
+from .predict_tab import SOURCE_TRAINED, PredictTab
+from .train_tab import TrainTab
+from .workers import JobRegistry
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_unet.engine.config import Config
+
+__all__ = ["UNetDock"]
+
+
+class UNetDock(QWidget):
+    """Train and apply U-Nets to EM stacks, one tab per step of the workflow.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer (napari passes it when the widget is opened from a menu).
+
+    Attributes
+    ----------
+    config_overrides
+        Dotted Config keys applied over the widget values, e.g.
+        ``{"model.depth": 2}`` (see :mod:`.settings`).
+    allow_overwrite
+        None: ask with a dialog before replacing a file; True/False: answer
+        without asking (scripts, tests).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.jobs = JobRegistry()
+        self.config_overrides: dict[str, Any] = {}
+        self.allow_overwrite: bool | None = None
+        self.trained_dir: Path | None = None
+        self.model_dir: Path | None = None
+        self._model_cache: tuple[tuple[str, float], Any] | None = None
+
+        self.tabs = QTabWidget()
+        self.data_tab = DataTab(napari_viewer)
+        self.augment_tab = AugmentTab(self)
+        self.train_tab = TrainTab(self)
+        self.predict_tab = PredictTab(self)
+        self.export_tab = ExportTab(self)
+        for tab, title in ((self.data_tab, "Data"), (self.augment_tab, "Augment"),
+                           (self.train_tab, "Train"), (self.predict_tab, "Predict"),
+                           (self.export_tab, "Export")):
+            self.tabs.addTab(tab, title)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.status_label)
+        self.setMinimumWidth(360)
+
+        self._layer_events = [getattr(napari_viewer.layers.events, name)
+                              for name in ("inserted", "removed", "reordered", "renamed")
+                              if hasattr(napari_viewer.layers.events, name)]
+        for emitter in self._layer_events:
+            emitter.connect(self._on_layers_changed)
+        # Stop background work however the widget goes away. The handler only
+        # captures the job registry, never the (possibly deleted) widget.
+        jobs = self.jobs
+        self.destroyed.connect(lambda *_: jobs.shutdown_all())
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(jobs.shutdown_all)
+        self._main_window_ref: weakref.ref[QMainWindow] | None = None  # no cycle to the window
+        self._closed = False
+        self.refresh_layers()
+
+    # ----------------------------------------------------------------- shared state
+
+    def build_config(self, output: str | None = None) -> Config:
+        """The engine Config from every tab's widgets (see :mod:`.settings`)."""
+        from .settings import build_config
+
+        return build_config(self, output)
+
+    def set_model_dir(self, folder: Path, origin: str) -> None:
+        """Make `folder` the current model (``origin``: ``"trained"`` or ``"loaded"``)."""
+        self.model_dir = Path(folder)
+        if origin == "trained":
+            self.trained_dir = Path(folder)
+            self.predict_tab.reset_choices()
+            self.predict_tab.source.value = SOURCE_TRAINED
+        self.export_tab.show_model(self.model_dir)
+
+    def cached_model(self, folder: Path) -> Any:
+        """The LoadedModel of `folder` if it was loaded before and its weights are unchanged."""
+        key = _model_key(folder)
+        if key is not None and self._model_cache is not None and self._model_cache[0] == key:
+            return self._model_cache[1]
+        return None
+
+    def remember_model(self, folder: Path, loaded: Any) -> None:
+        """Keep a LoadedModel (from a prediction worker) for the next prediction."""
+        key = _model_key(folder)
+        if key is not None:
+            self._model_cache = (key, loaded)
+        self.set_model_dir(folder, "loaded")
+
+    def confirm_overwrite(self, target: Path) -> bool:
+        """Ask before replacing `target` (or answer with :attr:`allow_overwrite`)."""
+        if self.allow_overwrite is not None:
+            return bool(self.allow_overwrite)
+        answer = QMessageBox.question(
+            self, "Replace?", f"{target} already exists.\nReplace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def main_window(self) -> QMainWindow | None:
+        """The viewer's main window once the dock is docked in it (else None).
+
+        The first call also starts watching it, so that closing the viewer
+        stops background work.
+        """
+        window = self._main_window_ref() if self._main_window_ref is not None else None
+        if window is None and not self._closed:
+            widget = self.parentWidget()
+            while widget is not None and not isinstance(widget, QMainWindow):
+                widget = widget.parentWidget()
+            if widget is not None:
+                window = widget
+                self._main_window_ref = weakref.ref(widget)
+                widget.installEventFilter(self)
+        return window
+
+    def status(self, text: str) -> None:
+        """A one-line status under the tabs."""
+        self.status_label.setText(text)
+
+    # ----------------------------------------------------------------- layers
+
+    def _on_layers_changed(self, *_: Any) -> None:
+        if not self._closed:
+            self.refresh_layers()
+
+    def refresh_layers(self) -> None:
+        """Update every layer picker from the viewer's layer list."""
+        for tab in (self.data_tab, self.predict_tab, self.export_tab):
+            tab.reset_choices()
+
+    # ----------------------------------------------------------------- closing
+
+    def shutdown(self) -> None:
+        """Stop every job and disconnect from the viewer (idempotent)."""
+        self.jobs.shutdown_all()
+        if self._closed:
+            return
+        self._closed = True
+        window = self._main_window_ref() if self._main_window_ref is not None else None
+        if window is not None:
+            try:
+                window.removeEventFilter(self)
+            except RuntimeError:  # already deleted
+                pass
+        for emitter in self._layer_events:
+            try:
+                emitter.disconnect(self._on_layers_changed)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self.train_tab.plot.stop_timer()
+        for progress in (self.train_tab.progress, self.predict_tab.progress):
+            progress.close()
+
+    def showEvent(self, event: Any) -> None:
+        """Start watching the main window when first shown."""
+        self.main_window()
+        super().showEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Closing the viewer window stops training and prediction cleanly."""
+        if event.type() == QEvent.Type.Close and watched is self.main_window():
+            self.shutdown()
+        return False
+
+    def closeEvent(self, event: Any) -> None:
+        """Closing the widget stops training and prediction cleanly."""
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _model_key(folder: Path) -> tuple[str, float] | None:
+    """Identity of a model folder's checkpoint: path and modification time."""
+    from napari_unet.engine.errors import UserInputError
+    from napari_unet.engine.model_folder import ModelFolder
+
+    try:
+        weights = ModelFolder(Path(folder)).weights_file()
+        return (str(weights.resolve()), weights.stat().st_mtime)
+    except (UserInputError, OSError):
+        return None
