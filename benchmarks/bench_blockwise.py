@@ -1,6 +1,6 @@
 """Blockwise vs in-memory tiled prediction: throughput and equality.
 
-A synthetic uint8 volume (default 48 x 512 x 512) that fits in memory is
+A synthetic uint8 volume (default 128 x 512 x 512) that fits in memory is
 predicted with the same model and tiles
 
 * in memory: :func:`napari_unet.engine.predict.predict` on the numpy stack
@@ -14,7 +14,7 @@ medians and their ratio are reported). Then the blockwise output (float32) is
 compared with the in-memory probability, and a two-worker ``LocalCluster``
 run with the single-process one. Run::
 
-    python benchmarks/bench_blockwise.py [--model DIR] [--slices 48] [--rounds 3]
+    python benchmarks/bench_blockwise.py [--model DIR] [--slices 128] [--rounds 3]
 
 The default network is a fresh ``cpu-small`` U-Net (depth 4, 16 filters, the
 ``auto`` precision policy), as in bench_predict.py. Figures go to
@@ -65,7 +65,7 @@ def _model_folder(folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: a fresh cpu-small U-Net)")
-    parser.add_argument("--slices", type=int, default=48)
+    parser.add_argument("--slices", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-cluster", action="store_true", help="skip the LocalCluster run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench_blockwise.json"))
@@ -149,7 +149,7 @@ def main() -> None:
         report = {
             "benchmark": "blockwise (zarr on disk -> zarr) vs in-memory tiled prediction",
             "network": str(args.model or "fresh cpu-small U-Net (depth 4, 16 filters)"),
-            "precision": model.keras_model.dtype_policy.name,
+            "precision": model.keras_model.layers[1].dtype_policy.name,
             "volume": list(images.shape),
             "tiles": "512 x 512, overlap 32, batch 4",
             "rounds": args.rounds,

@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/bench_correct_loop.py [--data ../shared/data/isbi2012]``.
 
-1. Train a model on 3 training slices for a fixed budget (the "first model").
+1. Train a model on 3 training slices for a fixed CPU budget (the "first model").
 2. Predict the other 21 training slices; take the 2 the model is least sure of
    (mean binary entropy of the probabilities).
 3. Give their ground truth as the user's "correction" and fine-tune the first
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "isbi2012"))
     parser.add_argument("--work", default="/tmp/napari-unet-loop")
-    parser.add_argument("--first-minutes", type=float, default=4.0)
+    parser.add_argument("--first-cpu-minutes", type=float, default=8.0)
     parser.add_argument("--finetune-cpu-minutes", type=float, default=5.0)
     parser.add_argument("--train-slices", default="0,1,2")
     parser.add_argument("--out", default=str(ROOT / "docs" / "bench_correct_loop.json"))
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = load_config(ROOT / "configs" / "isbi2012.yaml").with_overrides(
         {
             "output": str(work / "v001"),
-            "train.max_minutes": args.first_minutes,
+            "train.max_minutes": None,
+            "train.max_cpu_minutes": args.first_cpu_minutes,
             "train.monitor": "last",
             "train.tensorboard": False,
             "data.val_fraction": 0.0,

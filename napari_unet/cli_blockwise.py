@@ -110,9 +110,12 @@ def run_blockwise_predict(args: argparse.Namespace, callback: Any) -> int:
     else:
         model = load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
         config = _predict_config(model, args)
+    from .cli_features import predict_source
+
+    source = predict_source(args.input)  # a dataset root's test/images, else the input
     try:
         result = predict_blockwise(
-            model, args.input, output, config, options, client=client, callback=callback
+            model, source, output, config, options, client=client, callback=callback
         )
     finally:
         if client is not None:

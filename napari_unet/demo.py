@@ -43,7 +43,13 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
     from .engine.train import train
 
     paths = sample_paths()
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file of that name: one clear line, not a traceback
+        from .engine.errors import UserInputError
+
+        reason = "a file of that name exists" if output.is_file() else (exc.strerror or exc)
+        raise UserInputError(f"cannot create the demo folder {output}: {reason}") from None
     test_images = read_stack(paths["test_images"])
     test_masks = read_mask(paths["test_masks"])
     report: dict[str, Any] = {"output": str(output.resolve())}

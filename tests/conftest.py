@@ -109,3 +109,25 @@ def unet_dock(viewer_with_em, qtbot, tmp_path):
     yield dock
     dock.shutdown()
     qtbot.waitUntil(lambda: not dock.jobs.running(), timeout=120_000)
+
+
+# --------------------------------------------------------------------------- process exit
+# TensorFlow and Qt both register native clean-up at interpreter exit; after a GUI test
+# that ran a model, their teardown order can abort the process ("free(): invalid pointer",
+# exit 134) after every test has passed and the summary is printed. End the process
+# directly with pytest's own exit status once pytest is done with it.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    if not _EXIT_STATUS or "tensorflow" not in __import__("sys").modules:
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])

@@ -394,12 +394,13 @@ def build_corpus(root: Path, trained_model: Path | None = None) -> list[Entry]:
     return entries
 
 
-def array_corpus() -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
-    """In-memory inputs for widget actions (napari layers): ``(name, expect, image, mask)``.
+def array_corpus() -> list[tuple[str, str, str, np.ndarray, np.ndarray | None]]:
+    """In-memory inputs for widget actions (napari layers):
+    ``(name, image_expect, pair_expect, image, mask)``.
 
-    `expect` is ``ok``, ``error`` or ``any`` for training/prediction on the
-    image (with `mask` as its labels when given). Layers must come back
-    unchanged from every action (compare with a copy taken before).
+    `image_expect` is for actions on the image alone (predict), `pair_expect`
+    for training/previewing with `mask` as its labels; each ``ok``, ``error``
+    or ``any``. Layers must come back unchanged from every action.
     """
     em, cells = synthetic_em(slices=GOOD_SHAPE[0], size=GOOD_SHAPE[1], cells=8, seed=3)
     part = em.astype(np.float32)
@@ -408,22 +409,22 @@ def array_corpus() -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
     rng = np.random.default_rng(5)
     labels = (rng.integers(0, 5, GOOD_SHAPE) * cells).astype(np.uint16)
     return [
-        ("good", "ok", em, cells),
-        ("all-nan", "error", np.full(GOOD_SHAPE, np.nan, np.float32), cells),
-        ("partly-nan-inf", "ok", part, cells),
-        ("constant", "ok", np.full(GOOD_SHAPE, 7, np.uint8), cells),
-        ("int32", "ok", em.astype(np.int32) * 1000 - 100_000, cells),
-        ("uint16", "ok", em.astype(np.uint16) * 257, cells),
-        ("float64-huge", "ok", em.astype(np.float64) * 1e300, cells),
-        ("bool", "ok", em > 128, cells),
-        ("smaller-than-tile", "ok", em[:2, :20, :20], cells[:2, :20, :20]),
-        ("single-2d", "ok", em[0], cells[0]),
-        ("odd-size", "ok", em[:, :45, :37], cells[:, :45, :37]),
-        ("time-series-4d", "any", np.stack([em, em]), None),
-        ("mask-several-classes", "ok", em, labels),
-        ("mask-no-foreground", "ok", em, np.zeros(GOOD_SHAPE, np.uint8)),
-        ("mask-fewer-slices", "error", em, cells[:2]),
-        ("mask-other-shape", "error", em, cells[:, :40]),
+        ("good", "ok", "ok", em, cells),
+        ("all-nan", "error", "error", np.full(GOOD_SHAPE, np.nan, np.float32), cells),
+        ("partly-nan-inf", "ok", "ok", part, cells),
+        ("constant", "ok", "ok", np.full(GOOD_SHAPE, 7, np.uint8), cells),
+        ("int32", "ok", "ok", em.astype(np.int32) * 1000 - 100_000, cells),
+        ("uint16", "ok", "ok", em.astype(np.uint16) * 257, cells),
+        ("float64-huge", "ok", "ok", em.astype(np.float64) * 1e300, cells),
+        ("bool", "ok", "ok", em > 128, cells),
+        ("smaller-than-tile", "ok", "ok", em[:2, :20, :20], cells[:2, :20, :20]),
+        ("single-2d", "ok", "ok", em[0], cells[0]),
+        ("odd-size", "ok", "ok", em[:, :45, :37], cells[:, :45, :37]),
+        ("time-series-4d", "any", "any", np.stack([em, em]), None),
+        ("mask-several-classes", "ok", "ok", em, labels),
+        ("mask-no-foreground", "ok", "any", em, np.zeros(GOOD_SHAPE, np.uint8)),
+        ("mask-fewer-slices", "ok", "error", em, cells[:2]),
+        ("mask-other-shape", "ok", "error", em, cells[:, :40]),
     ]
 
 

@@ -365,6 +365,15 @@ def test_frames_meta_on_the_corpus(corpus, capsys, tmp_path):
     assert {k: after[k] for k in before} == before and "frames_meta.csv" in after
 
 
+def test_demo_output_that_is_a_file(corpus, capsys):
+    """`demo` takes no user data; its only input is the output folder."""
+    _require("demo")
+    code, _, err = run(["demo", "-o", corpus.good_image, "--train-minutes", "0"], capsys)
+    check_outcome("demo into a file", "error", code, err)
+    corpus.count("demo", 1)
+    corpus.check_unchanged()
+
+
 # --------------------------------------------------------------------------- other commands
 
 

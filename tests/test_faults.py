@@ -205,11 +205,20 @@ _KILL_CONFIG = (
 def _kill_during_a_save(model: Path, argv: list[str], rng: random.Random) -> dict:
     """Start training, wait for checkpoints, SIGKILL it while a .keras is being written."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    last = model / "last.keras"
+
+    def inode(path: Path) -> int | None:
+        try:
+            return path.stat().st_ino
+        except OSError:
+            return None
+
+    previous = inode(last)  # a checkpoint of the last round: wait for this process's own
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 240
         best = model / "best.keras"
-        while not (best.exists() and (model / "last.keras").exists()):
+        while not (best.exists() and inode(last) not in (None, previous)):
             if proc.poll() is not None:
                 raise AssertionError(f"training ended early: {proc.stderr.read().decode()}")
             if time.monotonic() > deadline:
@@ -218,7 +227,7 @@ def _kill_during_a_save(model: Path, argv: list[str], rng: random.Random) -> dic
         # a few more epochs, then catch a checkpoint being written
         time.sleep(rng.uniform(0.2, 1.0))
         during = False
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             names = os.listdir(model)
             if any(n.startswith((".best.", ".last.")) and ".tmp" in n for n in names):

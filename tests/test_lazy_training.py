@@ -9,7 +9,8 @@ import pytest
 
 from napari_unet.engine.errors import UserInputError
 from napari_unet.engine.synthetic import synthetic_em
-from tests.conftest import tiny_config
+
+from .conftest import tiny_config
 
 
 def _zarr(path, array, chunks=None, **kwargs):

@@ -425,11 +425,23 @@ def _create_group(
     import zarr
 
     group = zarr.open_group(str(path), mode="w")
-    create = getattr(group, "create_array", None) or group.create_dataset
+    if hasattr(group, "create_array"):  # zarr 3: blosc-lz4 writes ~2x faster than zstd
+        from zarr.codecs import BloscCodec
+
+        def create(name: str, dtype: str) -> None:
+            compressor = BloscCodec(cname="lz4", clevel=5)
+            group.create_array(
+                name, shape=plan.shape, chunks=plan.chunks, dtype=dtype, compressors=[compressor]
+            )
+    else:  # pragma: no cover - zarr 2
+
+        def create(name: str, dtype: str) -> None:
+            group.create_dataset(name, shape=plan.shape, chunks=plan.chunks, dtype=dtype)
+
     if options.write_probability:
-        create("probability", shape=plan.shape, chunks=plan.chunks, dtype=options.probability_dtype)
+        create("probability", options.probability_dtype)
     if options.write_mask:
-        create("mask", shape=plan.shape, chunks=plan.chunks, dtype="uint8")
+        create("mask", "uint8")
     group.attrs.update({"napari_unet": attrs})
 
 

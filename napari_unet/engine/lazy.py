@@ -32,6 +32,7 @@ __all__ = [
     "estimated_bytes",
     "is_large",
     "is_lazy_array",
+    "is_lazy_training_input",
     "read_region",
     "volume_stats",
 ]
@@ -195,3 +196,25 @@ def _compute(part: Any) -> np.ndarray:
     if hasattr(part, "compute"):
         return np.asarray(part.compute(scheduler="threads"))
     return np.asarray(part)
+
+
+def is_lazy_training_input(config: Any, images: Any = None) -> bool:
+    """True if training should keep the images lazy (see :mod:`~napari_unet.engine.lazy_train`):
+    a dask or zarr array, or a path to a stack larger than :data:`LAZY_BYTES`."""
+    images = images if images is not None else config.data.images
+    if images is None:
+        return False
+    if is_lazy_array(images):
+        return True
+    if not isinstance(images, (str, Path)):
+        return False
+    path = Path(images).expanduser()
+    is_zarr = path.suffix.lower() == ".zarr" or any(
+        (path / m).exists() for m in ("zarr.json", ".zarray", ".zgroup")
+    )
+    if not path.exists() or (path.is_dir() and not is_zarr):
+        return False  # folders of slices and missing paths: the eager reader decides
+    try:
+        return is_large(path)
+    except UserInputError:
+        return False

@@ -24,7 +24,7 @@ import numpy as np
 
 from .data import MAX_POINTS, PatchSource, SamplingTable
 from .errors import UserInputError
-from .lazy import as_lazy, is_lazy_array, read_region, volume_stats
+from .lazy import as_lazy, is_lazy_training_input, read_region, volume_stats
 from .preprocess import MAX_STATS_PIXELS, apply_normalization, split_train_val
 
 __all__ = [
@@ -167,33 +167,6 @@ def _labelled_slices(masks: Any, slices: np.ndarray) -> np.ndarray:
         if read_region(masks, (int(z), slice(None, None, 4), slice(None, None, 4))).any():
             keep.append(position)
     return np.asarray(keep, np.int64)
-
-
-def is_lazy_training_input(config: Any, images: Any = None) -> bool:
-    """True if training should keep the images lazy: a dask/zarr array, or a
-    path to a stack larger than :data:`~napari_unet.engine.lazy.LAZY_BYTES`."""
-    from .lazy import is_large
-
-    images = images if images is not None else config.data.images
-    if images is None:
-        return False
-    if is_lazy_array(images):
-        return True
-    if isinstance(images, (str, Path)):
-        path = Path(images).expanduser()
-        if not path.exists() or (path.is_dir() and not _looks_zarr(path)):
-            return False  # folders of slices and missing paths: the eager reader decides
-        try:
-            return is_large(path)
-        except UserInputError:
-            return False
-    return False
-
-
-def _looks_zarr(path: Path) -> bool:
-    return path.suffix.lower() == ".zarr" or any(
-        (path / m).exists() for m in ("zarr.json", ".zarray", ".zgroup")
-    )
 
 
 def _check_supported(config: Any) -> None:

@@ -105,10 +105,12 @@ def prepare_data(
     Dask/zarr arrays and stacks larger than memory stay lazy: patches are read
     on demand (see :mod:`~napari_unet.engine.lazy_train`).
     """
-    from . import lazy_train
+    from .lazy import is_lazy_training_input
 
-    if lazy_train.is_lazy_training_input(config, images):
-        return lazy_train.prepare_data(config, images, masks, val_images, val_masks)
+    if is_lazy_training_input(config, images):
+        from .lazy_train import prepare_data as prepare_lazy_data
+
+        return prepare_lazy_data(config, images, masks, val_images, val_masks)
     if config.data.patch_cache:
         from .patch_cache import cached_prepare
 
