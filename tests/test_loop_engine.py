@@ -117,3 +117,12 @@ def test_cli_finetune_with_sparse_masks(trained_model_dir, tmp_path, capsys):
     child = load_model(tmp_path / "v2")
     assert child.config.train.freeze_batch_norm
     assert child.metadata["parent"] == str(trained_model_dir)
+
+
+def test_model_trained_from_arrays_keeps_its_data_for_replay(trained_model_dir, tmp_path):
+    # the session model was trained from in-memory arrays: they are stored in its folder
+    assert (trained_model_dir / "data" / "images.tif").exists()
+    images, masks = synthetic_em(slices=2, size=48, cells=8, seed=14)
+    result = finetune(trained_model_dir, images, masks, slices=[1], max_minutes=0.02,
+                      output=tmp_path / "child")
+    assert load_model(result.model_dir).metadata["replayed_original_slices"] > 0

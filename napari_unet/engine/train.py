@@ -427,6 +427,7 @@ def train_iter(
     folder = _model_folder(config)
     folder.create()
     config = config.model_copy(update={"output": str(folder.path)})
+    config = _keep_array_data(config, folder, images, masks)
     folder.save_config(config)
 
     import tensorflow as tf
@@ -653,6 +654,29 @@ def _fault_message(exc: Exception, step: int, folder: ModelFolder) -> str:
     if folder.best_path.exists():
         kept = "the best checkpoint so far is kept"
     return f"training failed after {step} steps: {reason}; {kept}{where}"
+
+
+#: In-memory training data up to this size is stored in the model folder (for replay when
+#: fine-tuning on corrections later); larger data is not copied.
+KEEP_DATA_BYTES = 256 * 2**20
+
+
+def _keep_array_data(config: Config, folder: ModelFolder, images: Any, masks: Any) -> Config:
+    """Store training data given as in-memory arrays (e.g. napari layers) in the model
+    folder as ``data/images.tif`` and ``data/masks.tif``, so that fine-tuning on
+    corrections can mix the original data back in. Paths are kept relative."""
+    if not isinstance(images, np.ndarray) or not isinstance(masks, np.ndarray):
+        return config
+    if images.nbytes + masks.nbytes > KEEP_DATA_BYTES:
+        return config
+    from .io import write_tiff
+
+    data_dir = folder.path / "data"
+    data_dir.mkdir(exist_ok=True)
+    write_tiff(data_dir / "images.tif", images, compression="zlib")
+    write_tiff(data_dir / "masks.tif", np.asarray(masks), compression="zlib")
+    data = config.data.model_copy(update={"images": "data/images.tif", "masks": "data/masks.tif"})
+    return config.model_copy(update={"data": data})
 
 
 def _with_parent_architecture(config: Config) -> Config:
