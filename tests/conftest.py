@@ -131,3 +131,17 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT_STATUS[-1])
+
+
+@pytest.fixture
+def gui_model_dir(request):
+    """`trained_model_dir` for GUI tests: TensorFlow is imported the plugin's way first.
+
+    A napari viewer maps Mesa's libLLVM; importing TensorFlow plainly after that
+    segfaults (see ``napari_unet/widgets/tf_loader.py``), and the session fixture
+    trains in this process.
+    """
+    from napari_unet.widgets.tf_loader import ensure_tensorflow
+
+    ensure_tensorflow()
+    return request.getfixturevalue("trained_model_dir")

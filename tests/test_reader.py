@@ -8,8 +8,8 @@ import tifffile
 
 pytest.importorskip("napari")
 
-from napari_unet import _reader  # noqa: E402
-from napari_unet._reader import contrast_limits, get_reader, labels_from_mask  # noqa: E402
+from napari_unet import _reader
+from napari_unet._reader import contrast_limits, get_reader, labels_from_mask
 
 
 def _read(path):
@@ -35,7 +35,7 @@ def test_mask_names_open_as_labels_0_1(tmp_path, em_stack, name):
     _, masks = em_stack
     path = tmp_path / name
     tifffile.imwrite(path, masks * 255, photometric="minisblack")
-    [(data, meta, kind)] = _read(path)
+    [(data, _meta, kind)] = _read(path)
     assert kind == "labels"
     assert data.dtype == np.uint8 and set(np.unique(data)) == {0, 1}
     np.testing.assert_array_equal(data, masks)

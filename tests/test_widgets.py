@@ -62,6 +62,54 @@ def test_opening_the_dock_and_reading_do_not_import_tensorflow(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "3 False False"
 
 
+def test_workflow_in_a_fresh_napari_process(tmp_path):
+    """The real order of events: napari's canvas (and Mesa's LLVM) first, TensorFlow
+    imported later by the first worker. Train twice, predict twice, preview twice:
+    no crash (LLVM symbol clash) and no deadlock (reused worker threads)."""
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        import napari
+        from qtpy.QtWidgets import QApplication
+        from conftest import gui_tiny_settings
+        from napari_unet.engine.synthetic import synthetic_em
+        viewer = napari.Viewer()
+        images, masks = synthetic_em(slices=3, size=48, cells=8, seed=1)
+        viewer.add_image(images, name="em")
+        viewer.add_labels(masks, name="em mask")
+        widget, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+        gui_tiny_settings(dock, Path({str(tmp_path)!r}))
+        dock.train_tab.epochs.value = 1
+        app = QApplication.instance()
+        assert "tensorflow" not in sys.modules
+
+        def run(job):
+            deadline = time.time() + 240
+            while not job.finished:
+                app.processEvents()
+                time.sleep(0.005)
+                assert time.time() < deadline, "job did not finish"
+
+        for _ in range(2):
+            run(dock.train_tab.train())
+            assert dock.train_tab.last_event.kind == "done", dock.train_tab.last_event
+        for _ in range(2):
+            run(dock.predict_tab.predict())
+            run(dock.augment_tab.preview())
+        print(sorted(layer.name for layer in viewer.layers))
+        viewer.close()
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(sorted(
+        ["em", "em mask", "em prediction", "em probability", "em augmented",
+         "em augmented mask"]))
+
+
 # --------------------------------------------------------------------------- data tab / settings
 
 
@@ -218,6 +266,36 @@ def test_stop_keeps_the_best_checkpoint(unet_dock, qtbot, notifications):
     assert any("stopped by the user" in m for m in notifications.messages("info"))
 
 
+def test_closing_the_viewer_stops_training(unet_dock, qtbot, viewer_with_em):
+    tab = unet_dock.train_tab
+    tab.epochs.value = 200
+    job = tab.train()
+    qtbot.waitUntil(lambda: len(tab.plot.data["train_x"]) >= 2, timeout=TRAIN_TIMEOUT)
+    viewer_with_em.close()
+    assert job.stop_event.is_set() and job.closing.is_set()
+    _wait(qtbot, job)
+    assert (tab.model_dir / "metadata.json").exists()
+
+
+def test_explicit_validation_layers(unet_dock, qtbot, viewer_with_em, em_stack):
+    from napari_unet.engine.synthetic import synthetic_em
+
+    val_images, val_masks = synthetic_em(slices=2, size=48, cells=8, seed=5)
+    viewer_with_em.add_image(val_images, name="val")
+    viewer_with_em.add_labels(val_masks, name="val mask")
+    data = unet_dock.data_tab
+    data.val_mode.value = "separate layers"
+    assert not data.val_image.native.isHidden() and data.val_fraction.native.isHidden()
+    data.val_image.value = viewer_with_em.layers["val"]
+    data.val_mask.value = viewer_with_em.layers["val mask"]
+    unet_dock.train_tab.epochs.value = 1
+    job = unet_dock.train_tab.train()
+    _wait(qtbot, job)
+    metadata = (unet_dock.train_tab.model_dir / "metadata.json").read_text()
+    assert '"val_slices": 2' in metadata and '"val_image": "val"' in metadata
+    assert len(unet_dock.train_tab.plot.data["val_x"]) == 1
+
+
 def test_closing_the_dock_stops_training(unet_dock, qtbot):
     tab = unet_dock.train_tab
     tab.epochs.value = 200
@@ -262,17 +340,17 @@ def _predict(dock, qtbot, model_dir):
     return tab
 
 
-def test_predict_adds_layers_and_threshold_updates_them(unet_dock, qtbot, trained_model_dir,
+def test_predict_adds_layers_and_threshold_updates_them(unet_dock, qtbot, gui_model_dir,
                                                         notifications):
     viewer = unet_dock.viewer
-    tab = _predict(unet_dock, qtbot, trained_model_dir)
+    tab = _predict(unet_dock, qtbot, gui_model_dir)
     probability = viewer.layers["em probability"]
     prediction = viewer.layers["em prediction"]
     assert type(probability).__name__ == "Image" and type(prediction).__name__ == "Labels"
     assert probability.data.shape == (3, 48, 48) and probability.data.dtype == np.float32
     assert prediction.data.dtype == np.uint8 and set(np.unique(prediction.data)) <= {0, 1}
     np.testing.assert_array_equal(prediction.data, probability.data > 0.5)
-    assert unet_dock.model_dir == Path(trained_model_dir)
+    assert unet_dock.model_dir == Path(gui_model_dir)
 
     threshold = float(np.median(probability.data))
     tab.threshold.value = round(threshold, 2)
@@ -281,16 +359,16 @@ def test_predict_adds_layers_and_threshold_updates_them(unet_dock, qtbot, traine
     assert viewer.layers["em prediction"] is prediction
 
     # predicting again reuses the loaded model and updates the layers in place
-    assert unet_dock.cached_model(Path(trained_model_dir)) is not None
-    _predict(unet_dock, qtbot, trained_model_dir)
+    assert unet_dock.cached_model(Path(gui_model_dir)) is not None
+    _predict(unet_dock, qtbot, gui_model_dir)
     assert len(viewer.layers) == 4
     assert any("Updated the existing layers" in m for m in notifications.messages("info"))
 
 
-def test_predict_a_2d_image(unet_dock, qtbot, trained_model_dir, viewer_with_em):
+def test_predict_a_2d_image(unet_dock, qtbot, gui_model_dir, viewer_with_em):
     viewer_with_em.add_image(viewer_with_em.layers["em"].data[0], name="one slice")
     unet_dock.predict_tab.image.value = viewer_with_em.layers["one slice"]
-    _predict(unet_dock, qtbot, trained_model_dir)
+    _predict(unet_dock, qtbot, gui_model_dir)
     assert viewer_with_em.layers["one slice prediction"].data.shape == (48, 48)
 
 
@@ -337,22 +415,22 @@ def test_export_mask_tiff_and_png_read_back_equal(unet_dock, qtbot, tmp_path, em
     assert not list(tmp_path.glob(".*tmp*"))  # no half-written leftovers
 
 
-def test_copy_model_folder(unet_dock, qtbot, tmp_path, trained_model_dir, notifications):
+def test_copy_model_folder(unet_dock, qtbot, tmp_path, gui_model_dir, notifications):
     tab = unet_dock.export_tab
     assert tab.copy_model(tmp_path / "copy") is None  # no model yet
-    unet_dock.set_model_dir(Path(trained_model_dir), "loaded")
+    unet_dock.set_model_dir(Path(gui_model_dir), "loaded")
     _wait(qtbot, tab.copy_model(tmp_path / "copy"))
-    source = sorted(p.relative_to(trained_model_dir) for p in Path(trained_model_dir).rglob("*"))
+    source = sorted(p.relative_to(gui_model_dir) for p in Path(gui_model_dir).rglob("*"))
     copied = sorted(p.relative_to(tmp_path / "copy") for p in (tmp_path / "copy").rglob("*"))
     assert copied == source
     assert (tmp_path / "copy" / "best.keras").read_bytes() == (
-        Path(trained_model_dir) / "best.keras"
+        Path(gui_model_dir) / "best.keras"
     ).read_bytes()
     unet_dock.allow_overwrite = False
     assert tab.copy_model(tmp_path / "copy") is None
-    _wait(qtbot, tab.copy_model(Path(trained_model_dir) / "inside"))
+    _wait(qtbot, tab.copy_model(Path(gui_model_dir) / "inside"))
     assert any("into itself" in m for m in notifications.messages("error"))
-    assert not (Path(trained_model_dir) / "inside").exists()
+    assert not (Path(gui_model_dir) / "inside").exists()
 
 
 def test_dock_opens_from_the_manifest_and_segment_menu(make_napari_viewer):
@@ -362,6 +440,11 @@ def test_dock_opens_from_the_manifest_and_segment_menu(make_napari_viewer):
     menus = manifest.contributions.menus
     assert [item.command for item in menus["napari/layers/segment"]] == ["napari-unet.make_dock"]
     viewer = make_napari_viewer()
+    from napari._app_model import get_app_model
+
+    segment_menu = get_app_model().menus.get_menu("napari/layers/segment")
+    assert any(getattr(getattr(item, "command", None), "id", "") == "napari-unet.make_dock"
+               for item in segment_menu)
     _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
-    assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())] == [
+    assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())][:5] == [
         "Data", "Augment", "Train", "Predict", "Export"]

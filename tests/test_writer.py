@@ -52,7 +52,7 @@ def test_npe2_picks_the_writers(tmp_path):
     npe2 = pytest.importorskip("npe2")
     pm = npe2.PluginManager.instance()
     pm.discover()
-    writer, path = pm.get_writer(str(tmp_path / "m.tif"), ["labels"], "napari-unet")
+    writer, _path = pm.get_writer(str(tmp_path / "m.tif"), ["labels"], "napari-unet")
     assert writer.command == "napari-unet.write_labels_tiff"
     commands = [w.command for w in pm.iter_compatible_writers(["labels"])
                 if w.command.startswith("napari-unet")]

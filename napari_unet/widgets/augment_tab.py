@@ -199,7 +199,7 @@ class AugmentTab(QWidget):
         self.preview_button.enabled = False
         self.dock.status("computing the augmentation preview (TensorFlow)…")
         self.job = start_job(
-            self.dock.jobs, "preview", _preview_in_worker, image2d, mask2d, config,
+            self.dock.jobs, "preview", preview_job, image2d, mask2d, config,
             int(self.preview_count.value), self._seed,
             on_returned=done,
             on_errored=lambda exc: notify.report_exception(exc, "the augmentation preview"),
@@ -220,16 +220,3 @@ def _slice(layer: Any, z: int) -> np.ndarray:
     if data.ndim - int(rgb) == 3:
         return as_stack(np.asarray(data[z]), rgb=rgb)[0]
     return as_stack(np.asarray(data), rgb=rgb)[z]
-
-
-def _preview_in_worker(
-    image2d: np.ndarray, mask2d: np.ndarray | None, config: Any, n: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normalize and binarize exactly as training does, then augment (worker thread)."""
-    from napari_unet.engine.preprocess import normalize_percentile
-    from napari_unet.engine.train import split_labels
-
-    low, high = config.data.percentiles
-    image = normalize_percentile(image2d[None], low, high, per_slice=True)[0]
-    mask = None if mask2d is None else split_labels(np.asarray(mask2d)[None])[0][0]
-    return preview_job(image, mask, config, n, seed)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from .augment_tab import AugmentTab
 from .data_tab import DataTab
 from .export_tab import ExportTab
+from .loop_tab import LoopTab
 from .predict_tab import SOURCE_TRAINED, PredictTab
 from .train_tab import TrainTab
 from .workers import JobRegistry
@@ -72,10 +73,11 @@ class UNetDock(QWidget):
         self.train_tab = TrainTab(self)
         self.predict_tab = PredictTab(self)
         self.export_tab = ExportTab(self)
+        self.loop_tab = LoopTab(self)
         for tab, title in ((self.data_tab, "Data"), (self.augment_tab, "Augment"),
                            (self.train_tab, "Train"), (self.predict_tab, "Predict"),
-                           (self.export_tab, "Export")):
-            self.tabs.addTab(tab, title)
+                           (self.export_tab, "Export"), (self.loop_tab, "Correct & retrain")):
+            self.tabs.addTab(tab, title.replace("&", "&&"))  # a literal '&', not a shortcut
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -172,7 +174,7 @@ class UNetDock(QWidget):
 
     def refresh_layers(self) -> None:
         """Update every layer picker from the viewer's layer list."""
-        for tab in (self.data_tab, self.predict_tab, self.export_tab):
+        for tab in (self.data_tab, self.predict_tab, self.export_tab, self.loop_tab):
             tab.reset_choices()
 
     # ----------------------------------------------------------------- closing
@@ -194,6 +196,7 @@ class UNetDock(QWidget):
                 emitter.disconnect(self._on_layers_changed)
             except (TypeError, ValueError, RuntimeError):
                 pass
+        self.loop_tab.shutdown()  # autosaves the corrections once more
         self.train_tab.plot.stop_timer()
         for progress in (self.train_tab.progress, self.predict_tab.progress):
             progress.close()

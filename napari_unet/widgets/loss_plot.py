@@ -38,7 +38,8 @@ class LossPlot(QWidget):
         item.setLabel("bottom", "epoch")
         item.setLabel("left", "loss")
         item.showGrid(x=True, y=True, alpha=0.2)
-        item.addLegend(offset=(-10, 10))
+        legend = item.addLegend(offset=(10, 5), colCount=4, labelTextSize="8pt")
+        legend.setBrush(pg.mkBrush(20, 20, 20, 160))
         self.train_curve = item.plot(name="train loss", pen=pg.mkPen("#4da6ff", width=2))
         self.val_curve = item.plot(
             name="val loss", pen=pg.mkPen("#ff9933", width=2), symbol="o", symbolSize=6,
@@ -62,7 +63,6 @@ class LossPlot(QWidget):
         )
         self.metric_view.addItem(self.dice_curve)
         self.metric_view.addItem(self.rand_curve)
-        legend = item.legend
         legend.addItem(self.dice_curve, "val Dice")
         legend.addItem(self.rand_curve, "val Rand F")
         item.vb.sigResized.connect(self._sync_views)

@@ -100,6 +100,7 @@ class PredictTab(QWidget):
         self.threshold.changed.connect(lambda *_: self._threshold_timer.start())
 
         self.job: Job | None = None
+        self._counting_tiles = False
         self.probability_layer: Any = None
         self.prediction_layer: Any = None
         self._update_visibility()
@@ -189,6 +190,7 @@ class PredictTab(QWidget):
         placement = {"scale": tuple(image.scale), "translate": tuple(image.translate)}
         ndim = image.ndim
         self.progress.start(1, f"loading the model from {folder}…")
+        self._counting_tiles = False
         self.predict_button.enabled = False
         self.stop_button.enabled = True
 
@@ -209,7 +211,8 @@ class PredictTab(QWidget):
         from napari_unet.engine.events import PredictEvent
 
         if isinstance(event, PredictEvent):
-            if event.done <= 1 or not self.progress.active:
+            if not self._counting_tiles:  # the first tile event: now the total is known
+                self._counting_tiles = True
                 self.progress.start(event.total)
             self.progress.update(event.done, f"{event.done}/{event.total} tiles", event.eta)
         else:  # the LoadedModel: keep it for the next prediction

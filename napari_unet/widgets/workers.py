@@ -16,6 +16,7 @@ worker; the job then runs the engine's stop path to its end (checkpoint,
 
 from __future__ import annotations
 
+import queue
 import shutil
 import threading
 import time
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+
+from napari_unet.engine.events import drain
 
 from .tf_loader import ensure_tensorflow
 
@@ -56,6 +59,44 @@ def _forward(generator: Iterator[Any], closing: threading.Event) -> Generator[An
             time.sleep(0)  # let the GUI thread take the GIL right away
 
 
+def _in_own_thread(factory: Callable[[], Generator[Any, None, Any]], name: str) -> Generator[
+    Any, None, Any
+]:
+    """Drive ``factory()`` in a new Python thread; relay its events, return value and errors.
+
+    All TensorFlow work runs in a fresh thread per job, never in a (reused)
+    Qt pool thread: TensorFlow's pybind11 bindings cache a Python thread state
+    per OS thread, and a pool thread gets a new one for each job, so a second
+    job on the same pool thread can deadlock on the GIL. The engine generator
+    is driven by that thread on its own (it never waits for the GUI); this
+    generator relays what it produces.
+    """
+    channel: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def drive() -> None:
+        try:
+            generator = factory()
+            while True:
+                try:
+                    channel.put(("event", next(generator)))
+                except StopIteration as finished:
+                    channel.put(("return", finished.value))
+                    return
+        except BaseException as exc:  # relayed to the napari worker's `errored`
+            channel.put(("error", exc))
+
+    thread = threading.Thread(target=drive, name=f"napari-unet-{name}")
+    thread.start()
+    while True:
+        kind, value = channel.get()
+        if kind == "event":
+            yield value
+        elif kind == "return":
+            return value
+        else:
+            raise value
+
+
 def train_job(
     config: Any,
     images: Any,
@@ -70,11 +111,15 @@ def train_job(
 
     Returns the engine's ``TrainResult``.
     """
-    ensure_tensorflow()  # first: before any engine module can import it
-    from napari_unet.engine.train import train_iter
 
-    events = train_iter(config, images, masks, val_images, val_masks, stop=stop, metadata=metadata)
-    return (yield from _forward(events, closing))
+    def events() -> Generator[Any, None, Any]:
+        ensure_tensorflow()  # first: before any engine module can import it
+        from napari_unet.engine.train import train_iter
+
+        return (yield from train_iter(config, images, masks, val_images, val_masks, stop=stop,
+                                      metadata=metadata))
+
+    return (yield from _forward(_in_own_thread(events, "training"), closing))
 
 
 def predict_job(
@@ -86,25 +131,38 @@ def predict_job(
 ) -> Generator[Any, None, Any]:
     """Load the model if needed (yielding the ``LoadedModel`` once so the GUI can
     cache it), then predict, yielding PredictEvents. Returns the ``Prediction``."""
-    ensure_tensorflow()  # first: before any engine module can import it
-    from napari_unet.engine.model_folder import LoadedModel, load_model
-    from napari_unet.engine.predict import predict_iter
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    if not closing.is_set():
+    def events() -> Generator[Any, None, Any]:
+        ensure_tensorflow()
+        from napari_unet.engine.model_folder import LoadedModel, load_model
+        from napari_unet.engine.predict import predict_iter
+
+        loaded = model if isinstance(model, LoadedModel) else load_model(model)
         yield loaded
-    events = predict_iter(loaded, np.asarray(images), predict_config, stop=stop)
-    return (yield from _forward(events, closing))
+        return (yield from predict_iter(loaded, np.asarray(images), predict_config, stop=stop))
+
+    return (yield from _forward(_in_own_thread(events, "prediction"), closing))
 
 
 def preview_job(
     image2d: np.ndarray, mask2d: np.ndarray | None, config: Any, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` augmented versions of one normalized slice and its mask (TensorFlow ops)."""
-    ensure_tensorflow()
-    from napari_unet.engine.augment import preview_augmentations
+    """``n`` augmented versions of one raw slice and its mask, normalized and
+    binarized exactly as for training, then augmented with the training ops."""
 
-    return preview_augmentations(image2d, mask2d, config, n=n, seed=seed)
+    def run() -> Generator[Any, None, tuple[np.ndarray, np.ndarray]]:
+        ensure_tensorflow()
+        from napari_unet.engine.augment import preview_augmentations
+        from napari_unet.engine.preprocess import normalize_percentile
+        from napari_unet.engine.train import split_labels
+
+        low, high = config.data.percentiles
+        image = normalize_percentile(image2d[None], low, high, per_slice=True)[0]
+        mask = None if mask2d is None else split_labels(np.asarray(mask2d)[None])[0][0]
+        return preview_augmentations(image, mask, config, n=n, seed=seed)
+        yield  # a generator without events
+
+    return drain(_in_own_thread(run, "preview"))
 
 
 def write_mask_job(path: Path, array: np.ndarray, fmt: str, overwrite: bool) -> Path:
