@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
             "rand_fscore_after": score(child),
         }
     report = {
-        "first_model": {"train_slices": first, "cpu_minutes": first_cpu / 60,
-                        "rand_fscore": before},
+        "first_model": {
+            "train_slices": first,
+            "cpu_minutes": first_cpu / 60,
+            "rand_fscore": before,
+        },
         "most_uncertain_slices": worst,
         "uncertainty_ranking_top5": ranking[:5],
         "finetuning": results,

@@ -67,7 +67,10 @@ def make_data(slices: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.nda
         from napari_unet.engine.synthetic import synthetic_em
 
         images, masks = synthetic_em(
-            slices=slices, size=size, cells=max(8, size * size // 2000), seed=seed,
+            slices=slices,
+            size=size,
+            cells=max(8, size * size // 2000),
+            seed=seed,
             dtype=np.float32,
         )
         images = np.asarray(images, np.float32)
@@ -249,14 +252,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rounds": args.rounds,
     }
 
-    print(f"pipeline alone: {args.batches} batches x {args.batch} patches of {args.patch}^2, "
-          f"{args.rounds} rounds")
-    report["pipeline_alone"] = bench_pipeline_only(
-        config, images, masks, args.rounds, args.batches
+    print(
+        f"pipeline alone: {args.batches} batches x {args.batch} patches of {args.patch}^2, "
+        f"{args.rounds} rounds"
     )
+    report["pipeline_alone"] = bench_pipeline_only(config, images, masks, args.rounds, args.batches)
     for name, r in report["pipeline_alone"].items():
-        print(f"  {name:26s} {r['cpu_ms_per_patch']:6.2f} ms CPU/patch  "
-              f"{r['wall_ms_per_patch']:6.2f} ms wall/patch")
+        print(
+            f"  {name:26s} {r['cpu_ms_per_patch']:6.2f} ms CPU/patch  "
+            f"{r['wall_ms_per_patch']:6.2f} ms wall/patch"
+        )
 
     if not args.pipeline_only:
         try:
@@ -272,11 +277,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 config, images, masks, args.rounds, args.steps, args.precision
             )
             for name, r in report["training"].items():
-                print(f"  {name:26s} {r['samples_per_second']:6.2f} samples/s  "
-                      f"{r['seconds_per_step']:6.3f} s/step  "
-                      f"overhead {100 * r['overhead_vs_constant']:+6.1f} %  "
-                      f"CPU {r['cpu_seconds_per_step']:6.3f} s/step "
-                      f"({100 * r['cpu_overhead_vs_constant']:+5.1f} %)")
+                print(
+                    f"  {name:26s} {r['samples_per_second']:6.2f} samples/s  "
+                    f"{r['seconds_per_step']:6.3f} s/step  "
+                    f"overhead {100 * r['overhead_vs_constant']:+6.1f} %  "
+                    f"CPU {r['cpu_seconds_per_step']:6.3f} s/step "
+                    f"({100 * r['cpu_overhead_vs_constant']:+5.1f} %)"
+                )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--model", help="model folder (default: a fresh cpu-small U-Net)")
     parser.add_argument("--slices", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "bench_predict.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parents[1] / "docs" / "bench_predict.json")
+    )
     args = parser.parse_args()
 
     keras_model, multiple, model_config = _model(args.model)
@@ -77,8 +79,10 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(report, indent=2))
     for name, r in results.items():
-        print(f"{name:34s} {r['median_seconds']:7.2f} s  {r['slices_per_second']:6.2f} slices/s  "
-              f"{r['speed_vs_untiled']:.0%} of untiled")
+        print(
+            f"{name:34s} {r['median_seconds']:7.2f} s  {r['slices_per_second']:6.2f} slices/s  "
+            f"{r['speed_vs_untiled']:.0%} of untiled"
+        )
 
 
 if __name__ == "__main__":

@@ -58,11 +58,13 @@ def main() -> int:
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
         seconds = time.perf_counter() - start
         counts = {k: v - before.get(k, 0) for k, v in props.COUNTS.items() if v != before.get(k, 0)}
-        outcomes = {
-            f"{t} {o}": n for (t, o), n in props.OUTCOMES.items() if t in counts
+        outcomes = {f"{t} {o}": n for (t, o), n in props.OUTCOMES.items() if t in counts}
+        results[target] = {
+            "examples": counts,
+            "outcomes": outcomes,
+            "seconds": round(seconds, 2),
+            "error": error,
         }
-        results[target] = {"examples": counts, "outcomes": outcomes,
-                           "seconds": round(seconds, 2), "error": error}
         status = "FAILED" if error else "ok"
         print(f"{target:18s} {status:6s} {counts} in {seconds:.1f} s", flush=True)
         props.OUTCOMES.clear()

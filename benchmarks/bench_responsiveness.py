@@ -58,8 +58,9 @@ def _stats(gaps_ms: np.ndarray) -> dict[str, Any]:
 class Bench:
     """Drives napari, the dock and the timers; collects heartbeats and events."""
 
-    def __init__(self, seconds: float, preset: str, patch: int, batch: int,
-                 baseline: float) -> None:
+    def __init__(
+        self, seconds: float, preset: str, patch: int, batch: int, baseline: float
+    ) -> None:
         import napari
         from qtpy.QtCore import QTimer
         from qtpy.QtWidgets import QApplication
@@ -107,8 +108,11 @@ class Bench:
         self._pan_step += 1
         angle = self._pan_step / 20.0
         center = self.viewer.camera.center
-        self.viewer.camera.center = (*center[:-2], 256 + 60 * np.sin(angle),
-                                     256 + 60 * np.cos(angle))
+        self.viewer.camera.center = (
+            *center[:-2],
+            256 + 60 * np.sin(angle),
+            256 + 60 * np.cos(angle),
+        )
         if self._pan_step % 40 == 0:
             nz = self.viewer.layers[0].data.shape[0]
             step = list(self.viewer.dims.current_step)
@@ -171,16 +175,21 @@ class Bench:
         }
         report: dict[str, Any] = {}
         for name, (a, b) in phases.items():
-            report[name] = {"seconds": round(float(b - a), 1),
-                            **_stats(gaps[(starts >= a) & (starts < b)])}
+            report[name] = {
+                "seconds": round(float(b - a), 1),
+                **_stats(gaps[(starts >= a) & (starts < b)]),
+            }
         worst = np.argsort(gaps)[::-1][:8]
         report["gc_pauses_over_20ms"] = [
             {"at_s": round(at - t0, 2), "generation": gen, "ms": round(ms * 1000, 1)}
             for at, gen, ms in self.gc_pauses
         ]
         report["longest_stalls"] = [
-            {"at_s": round(float(starts[i] - t0), 2), "ms": round(float(gaps[i]), 1),
-             "last_event": _last_event(self.events, starts[i])}
+            {
+                "at_s": round(float(starts[i] - t0), 2),
+                "ms": round(float(gaps[i]), 1),
+                "last_event": _last_event(self.events, starts[i]),
+            }
             for i in sorted(worst, key=lambda i: starts[i])
         ]
         steps = [e for e in self.events if e[1] == "step"]
@@ -200,7 +209,7 @@ class Bench:
                 "final_event_after_stop_s": round(final - stop, 2) if final else None,
                 "worker_finished_after_stop_s": round(end - stop, 2),
                 "note": "after Stop the engine validates the partial epoch, saves the "
-                        "checkpoints and metadata, then ends",
+                "checkpoints and metadata, then ends",
             }
         return report
 
@@ -217,8 +226,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="training time measured")
-    parser.add_argument("--baseline", type=float, default=10.0,
-                        help="seconds of panning measured before Train is pressed")
+    parser.add_argument(
+        "--baseline",
+        type=float,
+        default=10.0,
+        help="seconds of panning measured before Train is pressed",
+    )
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
@@ -229,24 +242,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bench = Bench(args.seconds, args.preset, args.patch, args.batch, args.baseline)
     results = bench.run()
     results["settings"] = {
-        "seconds": args.seconds, "baseline_seconds": args.baseline, "preset": args.preset,
-        "patch_size": args.patch, "batch_size": args.batch, "heartbeat_ms": HEARTBEAT_MS,
-        "camera_pan_ms": 50, "slice_change_s": 2,
+        "seconds": args.seconds,
+        "baseline_seconds": args.baseline,
+        "preset": args.preset,
+        "patch_size": args.patch,
+        "batch_size": args.batch,
+        "heartbeat_ms": HEARTBEAT_MS,
+        "camera_pan_ms": 50,
+        "slice_change_s": 2,
         "data": "shipped ISBI 2012 sample (6 x 512 x 512)",
     }
     results["machine"] = {
-        "cpus": os.cpu_count(), "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
         "python": sys.version.split()[0],
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "display": os.environ.get("DISPLAY", ""),
     }
-    results["target"] = {"longest_stall_ms": 100,
-                         "met_during_training": results["training"].get("longest_ms", 1e9) < 100}
+    results["target"] = {
+        "longest_stall_ms": 100,
+        "met_during_training": results["training"].get("longest_ms", 1e9) < 100,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: results[k] for k in ("before_training", "startup", "training")},
-                     indent=2))
+    print(json.dumps({k: results[k] for k in ("before_training", "startup", "training")}, indent=2))
     print(f"wrote {args.out}")
     return results
 

@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> dict:
     config = Config.model_validate(
         {
             "model": {"preset": args.preset},
-            "train": {"patch_size": args.patch, "batch_size": args.batch, "precision": args.precision},
+            "train": {
+                "patch_size": args.patch,
+                "batch_size": args.batch,
+                "precision": args.precision,
+            },
         }
     )
     precision = resolve_precision(config.train.precision)

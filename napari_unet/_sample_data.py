@@ -24,7 +24,10 @@ def make_sample_data() -> list[tuple[Any, ...]]:
     masks = read_mask(paths["train_masks"])
     source = {"source": "ISBI 2012 (Cardona et al. 2010), shipped with napari-unet"}
     return [
-        (images, {"name": "EM", "contrast_limits": contrast_limits(images), "metadata": source},
-         "image"),
+        (
+            images,
+            {"name": "EM", "contrast_limits": contrast_limits(images), "metadata": source},
+            "image",
+        ),
         (masks, {"name": "EM mask", "opacity": 0.4, "metadata": source}, "labels"),
     ]

@@ -25,9 +25,7 @@ EXIT_USER_ERROR = 2
 EXIT_FAULT = 1
 
 
-_UNSAFE_HELP = (
-    "load a model that contains custom code (Lambda layers); only for models you trust"
-)
+_UNSAFE_HELP = "load a model that contains custom code (Lambda layers); only for models you trust"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,7 +163,7 @@ def _train_bar(event: Any) -> str:
 
 def _bar(done: float, total: float, width: int = 24) -> str:
     fraction = min(done / total, 1.0) if total else 0.0
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"
 
 

@@ -54,8 +54,11 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
     test_masks = read_mask(paths["test_masks"])
     report: dict[str, Any] = {"output": str(output.resolve())}
 
-    print(f"1/3 evaluating the shipped model on {test_images.shape[0]} ISBI 2012 slices it was "
-          "not trained on (its validation slices)", file=sys.stderr)
+    print(
+        f"1/3 evaluating the shipped model on {test_images.shape[0]} ISBI 2012 slices it was "
+        "not trained on (its validation slices)",
+        file=sys.stderr,
+    )
     model = load_model(PRETRAINED_MODEL)
     shipped = predict(model, test_images, callback=_progress_printer(False))
     report["pretrained"] = _summary(evaluate(shipped.probability, test_masks))
@@ -63,8 +66,10 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
     final = shipped
 
     if train_minutes > 0:
-        print(f"2/3 fine-tuning for {train_minutes:g} min on the shipped training slices",
-              file=sys.stderr)
+        print(
+            f"2/3 fine-tuning for {train_minutes:g} min on the shipped training slices",
+            file=sys.stderr,
+        )
         config = model.config.with_overrides(
             {
                 "data.images": str(paths["train_images"]),
@@ -73,9 +78,11 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
                 "data.val_masks": str(paths["test_masks"]),
                 "train.init_from": str(PRETRAINED_MODEL),
                 "train.max_minutes": train_minutes,
-                # fine-tuning recipe: a small learning rate and frozen batch-norm statistics
-                # (measured: 0.98 -> 0.94 Rand F without freezing, 0.98 -> 0.98 with it)
-                "train.learning_rate": model.config.train.learning_rate * 0.05,
+                # The shipped training slices are ones the model already knows, so this shows
+                # the mechanics rather than a gain: with a small learning rate and frozen
+                # batch norm the Rand F-score moves by a merge or two either way (0.94-0.98
+                # measured), as it does between epochs of the original training.
+                "train.learning_rate": model.config.train.learning_rate * 0.01,
                 "train.freeze_batch_norm": True,
                 "train.monitor": "last",
                 "train.epochs": 1000,
@@ -86,6 +93,11 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
         result = train(Config.model_validate(config.to_dict()), callback=_progress_printer(False))
         final = predict(result.model_dir, test_images, callback=_progress_printer(False))
         report["fine_tuned"] = _summary(evaluate(final.probability, test_masks))
+        report["note"] = (
+            "fine-tuned on slices the shipped model was trained on: no new information, so "
+            "expect the score to move by a merge or two either way; correcting new slices is "
+            "what raises it (docs/benchmarks.md)"
+        )
         report["model_dir"] = str(result.model_dir)
 
     print("3/3 writing the predicted masks", file=sys.stderr)

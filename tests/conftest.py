@@ -15,8 +15,15 @@ from napari_unet.engine.synthetic import synthetic_em
 
 def tiny_config(tmp_path, **train) -> Config:
     """A config that trains a depth-2, 4-filter U-Net for a few steps."""
-    settings = {"epochs": 2, "steps_per_epoch": 3, "batch_size": 2, "patch_size": 32,
-                "precision": "float32", "tensorboard": False, "val_em_metrics": True}
+    settings = {
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "batch_size": 2,
+        "patch_size": 32,
+        "precision": "float32",
+        "tensorboard": False,
+        "val_em_metrics": True,
+    }
     settings.update(train)
     return Config.model_validate(
         {
@@ -76,8 +83,12 @@ def notifications() -> NotificationLog:
 
 def gui_tiny_settings(dock, tmp_path) -> None:
     """Make the dock train a depth-2, 4-filter U-Net for 2x3 steps on 32 px patches."""
-    dock.config_overrides = {"model.depth": 2, "model.base_filters": 4,
-                             "train.precision": "float32", "train.val_em_metrics": True}
+    dock.config_overrides = {
+        "model.depth": 2,
+        "model.base_filters": 4,
+        "train.precision": "float32",
+        "train.val_em_metrics": True,
+    }
     dock.data_tab.patch_size.value = 32
     dock.data_tab.val_fraction.value = 0.34
     tab = dock.train_tab

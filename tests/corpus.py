@@ -168,14 +168,28 @@ def _images(root: Path) -> list[Entry]:
     add("complex-npy", "error", complex_npy, "complex array in .npy")
     # --- unusable arrays
     arr("zero-size", "error", np.zeros((0, 8, 8), np.uint8), "no pixels")
-    one_d = _tif(folder / "one-d.tif", np.arange(10, dtype=np.uint8).reshape(1, 10),
-                 description=json.dumps({"shape": [10]}), metadata=None)
+    one_d = _tif(
+        folder / "one-d.tif",
+        np.arange(10, dtype=np.uint8).reshape(1, 10),
+        description=json.dumps({"shape": [10]}),
+        metadata=None,
+    )
     add("one-d", "error", one_d, "1-D array (shape metadata (10,))")
     arr("five-d", "error", np.zeros((2, 2, 3, 8, 8), np.uint8), "5-D array, no singleton axes")
-    arr("channels-zcyx", "error", rng.integers(0, 255, (2, 2, 48, 48)).astype(np.uint8),
-        "two channels per slice (ImageJ ZCYX)", imagej=True, metadata={"axes": "ZCYX"})
-    arr("complex-tiff", "error", (rng.random((2, 16, 16)) + 1j).astype(np.complex64),
-        "complex-valued TIFF")
+    arr(
+        "channels-zcyx",
+        "error",
+        rng.integers(0, 255, (2, 2, 48, 48)).astype(np.uint8),
+        "two channels per slice (ImageJ ZCYX)",
+        imagej=True,
+        metadata={"axes": "ZCYX"},
+    )
+    arr(
+        "complex-tiff",
+        "error",
+        (rng.random((2, 16, 16)) + 1j).astype(np.complex64),
+        "complex-valued TIFF",
+    )
     arr("all-nan", "error", np.full((2, 16, 16), np.nan, np.float32), "only NaN")
     # --- awkward but valid
     arr("good", "ok", em, "the reference EM stack")
@@ -200,16 +214,21 @@ def _images(root: Path) -> list[Entry]:
     arr("float64-huge", "ok", em.astype(np.float64) * 1e300, "float64 near overflow")
     arr("bool", "ok", em > 128, "boolean image")
     arr("big-endian-uint16", "ok", em.astype(np.uint16) * 100, "big-endian TIFF", byteorder=">")
-    arr("smaller-than-tile", "ok", em[:2, :20, :20], "20x20: smaller than a patch/tile",
-        train=True)
+    arr("smaller-than-tile", "ok", em[:2, :20, :20], "20x20: smaller than a patch/tile", train=True)
     arr("one-pixel", "any", em[:1, :1, :1], "a single pixel")
     arr("thin-strip", "ok", np.ascontiguousarray(em[:1, :4, :]), "4 x 48 strip")
     arr("single-2d", "ok", em[0], "one 2D image")
     arr("single-slice", "ok", em[:1], "one slice (no validation split possible)")
     arr("odd-size", "ok", em[:, :45, :37], "45 x 37 (not a multiple of anything)")
-    arr("grey-alpha", "ok", np.stack([em[0], np.full((48, 48), 255, np.uint8)], -1),
-        "grey + alpha samples", photometric="minisblack", extrasamples=["unassalpha"],
-        planarconfig="contig")
+    arr(
+        "grey-alpha",
+        "ok",
+        np.stack([em[0], np.full((48, 48), 255, np.uint8)], -1),
+        "grey + alpha samples",
+        photometric="minisblack",
+        extrasamples=["unassalpha"],
+        planarconfig="contig",
+    )
     arr("compressed-bigtiff", "ok", em, "zlib BigTIFF", bigtiff=True, compression="zlib")
     arr("ome", "ok", em, "OME-TIFF", ome=True)
     # --- folders
@@ -249,8 +268,13 @@ def _masks(root: Path) -> list[Entry]:
     arr("mask-several-classes", "ok", labels, "labels 0..4")
     sparse = np.where(rng.random(GOOD_SHAPE) < 0.7, 0, cells + 1).astype(np.uint8)
     arr("mask-sparse-0-1-2", "ok", sparse, "sparse scribbles: 0 unlabeled, 1 bg, 2 fg")
-    arr("mask-no-foreground", "ok", np.zeros(GOOD_SHAPE, np.uint8), "no foreground at all",
-        train=True)
+    arr(
+        "mask-no-foreground",
+        "ok",
+        np.zeros(GOOD_SHAPE, np.uint8),
+        "no foreground at all",
+        train=True,
+    )
     arr("mask-all-foreground", "ok", np.full(GOOD_SHAPE, 255, np.uint8), "only foreground")
     arr("mask-probability", "ok", cells * 0.8 + 0.1, "float probabilities in (0, 1)")
     arr("mask-uint16-65535", "ok", cells.astype(np.uint16) * 65535, "{0, 65535}")
@@ -290,10 +314,16 @@ def _datasets(root: Path) -> list[Entry]:
     dataset("dataset-empty", "an empty folder", {})
     dataset("dataset-no-masks", "train/images only", {"train/images/a.tif": em})
     dataset("dataset-no-images", "train/masks only", {"train/masks/a.tif": cells * 255})
-    dataset("dataset-mismatch", "3 image slices, 2 mask slices",
-            {"train/images/a.tif": em, "train/masks/a.tif": cells[:2] * 255})
-    dataset("dataset-test-only", "test/ but no train/",
-            {"test/images/a.tif": em, "test/masks/a.tif": cells * 255})
+    dataset(
+        "dataset-mismatch",
+        "3 image slices, 2 mask slices",
+        {"train/images/a.tif": em, "train/masks/a.tif": cells[:2] * 255},
+    )
+    dataset(
+        "dataset-test-only",
+        "test/ but no train/",
+        {"test/images/a.tif": em, "test/masks/a.tif": cells * 255},
+    )
     lonely = folder / "dataset-is-a-file.tif"
     _tif(lonely, em)
     entries.append(Entry("dataset-is-a-file", "dataset", lonely, "error", note="a file"))

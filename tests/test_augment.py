@@ -90,8 +90,13 @@ def _only(op: str) -> AugmentConfig:
 
 def _run(image, mask, weight, cfg, seed, output_size=None, center=None):
     out = augment_patch(
-        image[..., None], mask[..., None], weight[..., None], cfg, tf.constant(seed, tf.int64),
-        output_size, center,
+        image[..., None],
+        mask[..., None],
+        weight[..., None],
+        cfg,
+        tf.constant(seed, tf.int64),
+        output_size,
+        center,
     )
     return tuple(t.numpy()[..., 0] for t in out)
 
@@ -102,16 +107,19 @@ def test_shapes_and_dtypes():
     mask = _blobs((72, 80))
     weight = np.ones_like(mask)
     out = augment_patch(
-        src[..., None], mask[..., None], weight[..., None], _everything_always(),
-        tf.constant([1, 2], tf.int64), P, (35.5, 39.5),
+        src[..., None],
+        mask[..., None],
+        weight[..., None],
+        _everything_always(),
+        tf.constant([1, 2], tf.int64),
+        P,
+        (35.5, 39.5),
     )
     for t in out:
         assert t.shape == (P, P, 1)
         assert t.dtype == tf.float32
     # default output size: the source size
-    out = augment_patch(
-        src[..., None], mask[..., None], weight[..., None], AugmentConfig(), [3, 4]
-    )
+    out = augment_patch(src[..., None], mask[..., None], weight[..., None], AugmentConfig(), [3, 4])
     assert [tuple(t.shape) for t in out] == [(72, 80, 1)] * 3
 
 

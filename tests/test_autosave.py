@@ -114,8 +114,12 @@ def test_restore_never_unpickles(tmp_path):
 
     evil = saver.folder / "m-00000000--20250101T000000000000Z.npz"
     with open(evil, "wb") as handle:
-        np.savez(handle, labels=np.array([Boom()], dtype=object),
-                 edited_slices=np.array([], np.int64), header=np.array("{}"))
+        np.savez(
+            handle,
+            labels=np.array([Boom()], dtype=object),
+            edited_slices=np.array([], np.int64),
+            header=np.array("{}"),
+        )
     assert saver.versions() == []
     with pytest.raises(UserInputError):
         saver.restore(evil)

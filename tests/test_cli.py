@@ -33,8 +33,19 @@ def _config(tmp_path):
 
 def test_train_predict_evaluate(data, capsys):
     model_dir = data / "model"
-    code = main(["train", str(_config(data)), "--images", str(data / "img.tif"), "--masks",
-                 str(data / "mask.tif"), "--output", str(model_dir), "--quiet"])
+    code = main(
+        [
+            "train",
+            str(_config(data)),
+            "--images",
+            str(data / "img.tif"),
+            "--masks",
+            str(data / "mask.tif"),
+            "--output",
+            str(model_dir),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["model_dir"] == str(model_dir)
     out = data / "pred.tif"
@@ -43,8 +54,20 @@ def test_train_predict_evaluate(data, capsys):
     assert mask.shape == (3, 48, 48) and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 255}
     prob = data / "prob.tif"
-    assert main(["predict", str(model_dir), str(data / "img.tif"), "-o", str(prob),
-                 "--probabilities", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(model_dir),
+                str(data / "img.tif"),
+                "-o",
+                str(prob),
+                "--probabilities",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert tifffile.imread(prob).dtype == np.float32
     capsys.readouterr()
     assert main(["evaluate", str(model_dir), str(data / "img.tif"), str(data / "mask.tif")]) == 0
@@ -94,8 +117,19 @@ def _bad_inputs(tmp_path):
 
 def test_user_errors_exit_2_with_one_line(data, capsys):
     for name, (images, masks) in _bad_inputs(data).items():
-        code = main(["train", str(_config(data)), "--images", str(images), "--masks", str(masks),
-                     "--output", str(data / f"m-{name}"), "--quiet"])
+        code = main(
+            [
+                "train",
+                str(_config(data)),
+                "--images",
+                str(images),
+                "--masks",
+                str(masks),
+                "--output",
+                str(data / f"m-{name}"),
+                "--quiet",
+            ]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 2, name
         assert len(err.splitlines()) == 1 and err.startswith("napari-unet: error:"), (name, err)
@@ -108,8 +142,15 @@ def test_predict_and_evaluate_user_errors(data, capsys, trained_model_dir):
         ["predict", str(trained_model_dir), str(data / "missing.tif"), "-o", str(data / "o.tif")],
         ["evaluate", str(trained_model_dir), str(data / "img.tif"), str(data / "missing.tif")],
         ["train", "--images", str(data / "img.tif")],
-        ["train", "--images", str(data / "img.tif"), "--masks", str(data / "mask.tif"),
-         "--patch-size", "33"],
+        [
+            "train",
+            "--images",
+            str(data / "img.tif"),
+            "--masks",
+            str(data / "mask.tif"),
+            "--patch-size",
+            "33",
+        ],
         ["frobnicate"],
     ]
     for argv in cases:
@@ -133,13 +174,19 @@ def test_awkward_but_valid_inputs_predict(data, trained_model_dir):
             arr[0, 0, 0] = np.nan
         tifffile.imwrite(data / name, arr)
         out = data / f"out-{name}"
-        assert main(["predict", str(trained_model_dir), str(data / name), "-o", str(out),
-                     "--quiet"]) == 0, name
+        assert (
+            main(["predict", str(trained_model_dir), str(data / name), "-o", str(out), "--quiet"])
+            == 0
+        ), name
         expected = arr.shape if arr.ndim == 3 else (1, *arr.shape)
         assert tifffile.imread(out).reshape(expected).shape == expected
 
 
 def test_console_script_runs_as_a_process():
-    proc = subprocess.run([sys.executable, "-m", "napari_unet.cli", "--version"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_unet.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout.strip()

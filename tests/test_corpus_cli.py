@@ -129,8 +129,7 @@ def mask_for_image(corpus: Corpus, entry: Entry) -> Path:
 
 
 def test_corpus_is_large_and_varied(corpus):
-    kinds = {kind: len(corpus.of(kind))
-             for kind in ("image", "mask", "dataset", "config", "model")}
+    kinds = {kind: len(corpus.of(kind)) for kind in ("image", "mask", "dataset", "config", "model")}
     assert len(corpus.entries) >= 30
     assert kinds["image"] >= 30 and kinds["mask"] >= 12 and kinds["config"] >= 8
     assert kinds["model"] >= 5, kinds
@@ -157,8 +156,19 @@ def test_predict_every_image(corpus, capsys, cached_model):
     # probabilities, and an existing output is never replaced without --overwrite
     out = corpus.out / "probability.tif"
     for entry in [e for e in corpus.of("image") if e.name in ("partly-nan-inf", "one-pixel")]:
-        code, _, err = run(["predict", corpus.trained, entry.path, "-o", out, "--probabilities",
-                            "--overwrite", "--quiet"], capsys)
+        code, _, err = run(
+            [
+                "predict",
+                corpus.trained,
+                entry.path,
+                "-o",
+                out,
+                "--probabilities",
+                "--overwrite",
+                "--quiet",
+            ],
+            capsys,
+        )
         check_outcome(entry.name, entry.read, code, err)
         if code == 0:
             assert np.isfinite(tifffile.imread(out)).all()
@@ -170,8 +180,15 @@ def test_predict_every_image(corpus, capsys, cached_model):
 
 
 #: Valid entries predicted blockwise in the short run (all of them in the full run).
-BLOCKWISE_SAMPLE = {"smaller-than-tile", "partly-nan-inf", "rgb-stack", "single-2d", "odd-size",
-                    "one-pixel", "png-slices-folder"}
+BLOCKWISE_SAMPLE = {
+    "smaller-than-tile",
+    "partly-nan-inf",
+    "rgb-stack",
+    "single-2d",
+    "odd-size",
+    "one-pixel",
+    "png-slices-folder",
+}
 #: Refused only when read whole: blockwise prediction reads lazily, block by block.
 BLOCKWISE_ANY = {"all-nan"}
 
@@ -179,8 +196,9 @@ BLOCKWISE_ANY = {"all-nan"}
 def test_predict_blockwise(corpus, capsys, cached_model):
     if not hasattr(build_parser().parse_args(["predict", "m", "i", "-o", "o"]), "blockwise"):
         pytest.skip("no blockwise prediction in this CLI")
-    entries = [e for e in corpus.of("image")
-               if e.read == "error" or FULL or e.name in BLOCKWISE_SAMPLE]
+    entries = [
+        e for e in corpus.of("image") if e.read == "error" or FULL or e.name in BLOCKWISE_SAMPLE
+    ]
     for entry in entries:
         out = corpus.out / f"blockwise-{entry.name}.zarr"
         code, _, err = run(["predict", corpus.trained, entry.path, "-o", out, "--quiet"], capsys)
@@ -216,38 +234,85 @@ def test_train_refuses_every_bad_input(corpus, capsys):
     runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if e.read == "error"]
     for entry, images, masks in runs:
         out = corpus.out / f"train-{entry.name}"
-        code, _, err = run(["train", corpus.config, "--images", images, "--masks", masks,
-                            "-o", out, "--quiet"], capsys)
+        code, _, err = run(
+            ["train", corpus.config, "--images", images, "--masks", masks, "-o", out, "--quiet"],
+            capsys,
+        )
         check_outcome(entry.name, "error", code, err)
         assert not (out / "best.keras").exists()
     for entry in corpus.of("config"):
         out = corpus.out / f"train-{entry.name}"
         # no --images/--masks: the config's own data paths are used
-        code, _, err = run(["train", entry.path, "-o", out, "--quiet", "--epochs", "1",
-                            "--steps-per-epoch", "1", "--preset", "cpu-small"], capsys)
+        code, _, err = run(
+            [
+                "train",
+                entry.path,
+                "-o",
+                out,
+                "--quiet",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+                "--preset",
+                "cpu-small",
+            ],
+            capsys,
+        )
         check_outcome(entry.name, "error", code, err)
         runs.append((entry, entry.path, None))
     if "--dataset" in _subcommands()["train"].format_usage():
         for entry in corpus.of("dataset"):
-            code, _, err = run(["train", corpus.config, "--dataset", entry.path,
-                                "-o", corpus.out / f"train-{entry.name}", "--quiet"], capsys)
+            code, _, err = run(
+                [
+                    "train",
+                    corpus.config,
+                    "--dataset",
+                    entry.path,
+                    "-o",
+                    corpus.out / f"train-{entry.name}",
+                    "--quiet",
+                ],
+                capsys,
+            )
             check_outcome(entry.name, "error", code, err)
             runs.append((entry, entry.path, None))
     # validation files are checked like training files
     bad_val = next(e for e in corpus.of("mask") if e.name == "mask-fewer-slices")
-    code, _, err = run(["train", corpus.config, "--images", corpus.good_image, "--masks",
-                        corpus.good_mask, "--val-images", corpus.good_image, "--val-masks",
-                        bad_val.path, "-o", corpus.out / "train-bad-val", "--quiet"], capsys)
+    code, _, err = run(
+        [
+            "train",
+            corpus.config,
+            "--images",
+            corpus.good_image,
+            "--masks",
+            corpus.good_mask,
+            "--val-images",
+            corpus.good_image,
+            "--val-masks",
+            bad_val.path,
+            "-o",
+            corpus.out / "train-bad-val",
+            "--quiet",
+        ],
+        capsys,
+    )
     check_outcome("bad validation masks", "error", code, err)
     corpus.count("train", len(runs) + 1)
     corpus.check_unchanged()
 
 
 def _valid_training_runs(corpus: Corpus) -> list[tuple[Entry, Path, Path]]:
-    runs = [(e, e.path, mask_for_image(corpus, e)) for e in corpus.of("image")
-            if e.read != "error" and (FULL or e.train)]
-    runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask")
-             if e.read != "error" and (FULL or e.train)]
+    runs = [
+        (e, e.path, mask_for_image(corpus, e))
+        for e in corpus.of("image")
+        if e.read != "error" and (FULL or e.train)
+    ]
+    runs += [
+        (e, corpus.good_image, e.path)
+        for e in corpus.of("mask")
+        if e.read != "error" and (FULL or e.train)
+    ]
     return runs
 
 
@@ -280,8 +345,10 @@ def test_train_on_awkward_valid_inputs(corpus, capsys):
     assert len(runs) >= (30 if FULL else 3)
     for entry, images, masks in runs:
         out = corpus.out / f"train-ok-{entry.name}"
-        code, stdout, err = run(["train", corpus.config, "--images", images, "--masks", masks,
-                                 "-o", out, "--quiet"], capsys)
+        code, stdout, err = run(
+            ["train", corpus.config, "--images", images, "--masks", masks, "-o", out, "--quiet"],
+            capsys,
+        )
         check_outcome(entry.name, entry.read, code, err)
         if code == 0:
             assert json.loads(stdout)["stopped"] == "finished", entry.name
@@ -293,8 +360,7 @@ def test_train_on_awkward_valid_inputs(corpus, capsys):
 def test_model_folders(corpus, capsys):
     for entry in corpus.of("model"):
         out = corpus.out / f"predict-model-{entry.name}.tif"
-        code, _, err = run(["predict", entry.path, corpus.good_image, "-o", out, "--quiet"],
-                           capsys)
+        code, _, err = run(["predict", entry.path, corpus.good_image, "-o", out, "--quiet"], capsys)
         check_outcome(entry.name, entry.read, code, err)
         code, _, err = run(["evaluate", entry.path, corpus.good_image, corpus.good_mask], capsys)
         check_outcome(entry.name, entry.read, code, err)
@@ -319,12 +385,36 @@ def test_lr_find_refuses_every_bad_input(corpus, capsys):
     runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if e.read == "error"]
     for entry, images, masks in runs:
         out = corpus.out / f"lr-{entry.name}"
-        code, _, err = run(["lr-find", corpus.config, "--images", images, "--masks", masks,
-                            "-o", out, "--steps", "5", "--quiet"], capsys)
+        code, _, err = run(
+            [
+                "lr-find",
+                corpus.config,
+                "--images",
+                images,
+                "--masks",
+                masks,
+                "-o",
+                out,
+                "--steps",
+                "5",
+                "--quiet",
+            ],
+            capsys,
+        )
         check_outcome(entry.name, "error", code, err)
     for entry in corpus.of("config"):
-        code, _, err = run(["lr-find", entry.path, "--steps", "5", "--quiet",
-                            "-o", corpus.out / f"lr-{entry.name}"], capsys)
+        code, _, err = run(
+            [
+                "lr-find",
+                entry.path,
+                "--steps",
+                "5",
+                "--quiet",
+                "-o",
+                corpus.out / f"lr-{entry.name}",
+            ],
+            capsys,
+        )
         check_outcome(entry.name, "error", code, err)
     corpus.count("lr-find", len(runs) + len(corpus.of("config")))
     corpus.check_unchanged()
@@ -335,8 +425,22 @@ def test_lr_find_on_awkward_valid_inputs(corpus, capsys):
     runs = _valid_training_runs(corpus)[: None if FULL else 1]
     for entry, images, masks in runs:
         out = corpus.out / f"lr-ok-{entry.name}"
-        code, stdout, err = run(["lr-find", corpus.config, "--images", images, "--masks", masks,
-                                 "-o", out, "--steps", "5", "--quiet"], capsys)
+        code, stdout, err = run(
+            [
+                "lr-find",
+                corpus.config,
+                "--images",
+                images,
+                "--masks",
+                masks,
+                "-o",
+                out,
+                "--steps",
+                "5",
+                "--quiet",
+            ],
+            capsys,
+        )
         check_outcome(entry.name, entry.read, code, err)
         if code == 0:
             json.loads(stdout)
@@ -385,8 +489,7 @@ def _subcommands() -> dict:
     return {}
 
 
-_IMAGE_DESTS = {"input", "inputs", "images", "image", "stack", "path", "data", "source",
-                "folder"}
+_IMAGE_DESTS = {"input", "inputs", "images", "image", "stack", "path", "data", "source", "folder"}
 
 
 def _generic_argv(name: str, sub, corpus: Corpus, images: Path) -> list | None:

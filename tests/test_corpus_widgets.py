@@ -30,8 +30,10 @@ def _digest(layer) -> str:
 
 
 def _state(viewer) -> dict[str, tuple[str, int, str]]:
-    return {layer.name: (type(layer).__name__, id(layer.data), _digest(layer))
-            for layer in viewer.layers}
+    return {
+        layer.name: (type(layer).__name__, id(layer.data), _digest(layer))
+        for layer in viewer.layers
+    }
 
 
 def _finish(qtbot, job) -> None:
@@ -49,8 +51,7 @@ def _new_errors(notifications, start: int) -> list[str]:
     return notifications.messages("error")[start:]
 
 
-def test_predict_and_preview_every_corpus_array(unet_dock, qtbot, trained_model_dir,
-                                                notifications):
+def test_predict_and_preview_every_corpus_array(unet_dock, qtbot, trained_model_dir, notifications):
     viewer = unet_dock.viewer
     tab = unet_dock.predict_tab
     tab.source.value = "model folder"
@@ -124,15 +125,18 @@ def test_export_every_corpus_mask(unet_dock, qtbot, tmp_path, notifications):
         layer = viewer.add_labels(mask, name=f"{name} mask")
         before = _digest(layer)
         tab.mask.value = layer
-        for fmt, target in ((FORMAT_TIFF, tmp_path / f"{name}.tif"),
-                            (FORMAT_PNG, tmp_path / f"{name}-png")):
+        for fmt, target in (
+            (FORMAT_TIFF, tmp_path / f"{name}.tif"),
+            (FORMAT_PNG, tmp_path / f"{name}-png"),
+        ):
             start = len(notifications.messages("error"))
             _finish(qtbot, tab.export_mask(target, fmt))
             errors = _new_errors(notifications, start)
             assert len(errors) <= 1, (name, errors)
             if not errors:
-                np.testing.assert_array_equal(read_mask(target), (np.atleast_3d(mask) != 0)
-                                              .reshape(read_mask(target).shape))
+                np.testing.assert_array_equal(
+                    read_mask(target), (np.atleast_3d(mask) != 0).reshape(read_mask(target).shape)
+                )
         assert _digest(layer) == before
         viewer.layers.remove(layer)
     assert not list(tmp_path.glob(".*tmp*"))

@@ -159,8 +159,9 @@ def test_slices_smaller_than_patch(augment):
     assert np.all(counted > 0)
     if not augment:  # the whole padded slice is the patch: only real pixels count
         np.testing.assert_array_equal(counted, 200)
-    one_pixel = make_train_dataset(np.ones((1, 1, 1), np.float32), np.ones((1, 1, 1)), None,
-                                   _config(augment=augment))
+    one_pixel = make_train_dataset(
+        np.ones((1, 1, 1), np.float32), np.ones((1, 1, 1)), None, _config(augment=augment)
+    )
     x, y, w = _take(one_pixel, 1)[0]
     assert x.shape == (B, P, P, 1) and np.all(np.isfinite(x))
     if not augment:  # (augmented, a zoom may skip the single real pixel)
@@ -242,5 +243,6 @@ def test_bad_inputs():
     with pytest.raises(UserInputError):
         make_train_dataset(images, np.zeros((2, 40, 41), np.uint8), None, _config())
     with pytest.raises(UserInputError):
-        make_train_dataset(images, np.zeros_like(images, np.uint8), np.zeros_like(images),
-                           _config())
+        make_train_dataset(
+            images, np.zeros_like(images, np.uint8), np.zeros_like(images), _config()
+        )

@@ -59,8 +59,13 @@ def test_no_gpu_is_a_no_op():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     report = devices.configure_devices(DeviceConfig(gpu=1, memory_growth=True))
-    assert report == {"gpus": 0, "visible": [], "memory_growth": False, "memory_limit_mb": None,
-                      "applied": False}
+    assert report == {
+        "gpus": 0,
+        "visible": [],
+        "memory_growth": False,
+        "memory_limit_mb": None,
+        "applied": False,
+    }
 
 
 def test_gpu_index_and_memory_growth(fake_tf):
@@ -77,8 +82,11 @@ def test_gpu_index_and_memory_growth(fake_tf):
 def test_memory_limit_and_fraction(fake_tf, monkeypatch):
     fake = fake_tf(2)
     devices.configure_devices(DeviceConfig(memory_limit_mb=2048))
-    assert fake.calls == [("visible", ("GPU:0", "GPU:1"), "GPU"), ("limit", "GPU:0", 2048),
-                          ("limit", "GPU:1", 2048)]
+    assert fake.calls == [
+        ("visible", ("GPU:0", "GPU:1"), "GPU"),
+        ("limit", "GPU:0", 2048),
+        ("limit", "GPU:1", 2048),
+    ]
     fake = fake_tf(1)
     monkeypatch.setattr(devices, "gpu_total_memory_mb", lambda index: 16000)
     report = devices.configure_devices(DeviceConfig(gpu=0, memory_fraction=0.25))

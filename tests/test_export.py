@@ -90,8 +90,9 @@ def test_npy_png_and_format_choice(tmp_path):
 def test_write_prediction_formats(tmp_path, name):
     mask = np.zeros((2, 6, 5), np.uint8)
     mask[:, 1:4, 2] = 1
-    path, kind = write_prediction(tmp_path / name if not name.endswith("/") else
-                                  f"{tmp_path}/{name}", mask01=mask)
+    path, kind = write_prediction(
+        tmp_path / name if not name.endswith("/") else f"{tmp_path}/{name}", mask01=mask
+    )
     if kind == "tiff":
         back = tifffile.imread(path) // 255
     elif kind == "npy":
@@ -126,10 +127,30 @@ def test_cli_predict_outputs(tmp_path, trained_model_dir, capsys):
     assert main(["predict", str(trained_model_dir), str(src), "-o", out, "--quiet"]) == 0
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 2
     prob = tmp_path / "prob.npy"
-    assert main(["predict", str(trained_model_dir), str(src), "-o", str(prob), "--probabilities",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_model_dir),
+                str(src),
+                "-o",
+                str(prob),
+                "--probabilities",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert np.load(prob).dtype == np.float32
     capsys.readouterr()
-    code = main(["predict", str(trained_model_dir), str(src), "-o", str(tmp_path / "p.csv"),
-                 "--probabilities"])
+    code = main(
+        [
+            "predict",
+            str(trained_model_dir),
+            str(src),
+            "-o",
+            str(tmp_path / "p.csv"),
+            "--probabilities",
+        ]
+    )
     assert code == 2 and "probabilities" in capsys.readouterr().err

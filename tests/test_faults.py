@@ -160,8 +160,17 @@ def test_out_of_memory_in_the_cli(tmp_path, data, monkeypatch, capsys):
     from napari_unet.engine.config import save_config
 
     save_config(config, config_path)
-    code = main(["train", str(config_path), "--images", str(tmp_path / "img.tif"), "--masks",
-                 str(tmp_path / "mask.tif"), "--quiet"])
+    code = main(
+        [
+            "train",
+            str(config_path),
+            "--images",
+            str(tmp_path / "img.tif"),
+            "--masks",
+            str(tmp_path / "mask.tif"),
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     lines = captured.err.strip().splitlines()
@@ -169,8 +178,7 @@ def test_out_of_memory_in_the_cli(tmp_path, data, monkeypatch, capsys):
     assert json.loads(captured.out)["stopped"].startswith("out of memory")
     load_model(config.output)
     assert {p: sha(tmp_path / p) for p in before} == before
-    FAULT_LOG.append({"fault": "out of memory (CLI)", "final": f"exit {code}",
-                      "message": lines[0]})
+    FAULT_LOG.append({"fault": "out of memory (CLI)", "final": f"exit {code}", "message": lines[0]})
 
 
 def test_full_disk_while_saving_a_checkpoint(tmp_path, data, monkeypatch):
@@ -241,8 +249,11 @@ def _kill_during_a_save(model: Path, argv: list[str], rng: random.Random) -> dic
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    return {"killed": proc.returncode == -signal.SIGKILL, "during_write": during,
-            "leftovers": temporaries(model)}
+    return {
+        "killed": proc.returncode == -signal.SIGKILL,
+        "during_write": during,
+        "leftovers": temporaries(model),
+    }
 
 
 def test_sigkill_while_saving_leaves_loadable_checkpoints(tmp_path):
@@ -251,9 +262,20 @@ def test_sigkill_while_saving_leaves_loadable_checkpoints(tmp_path):
     tifffile.imwrite(tmp_path / "mask.tif", masks * 255)
     (tmp_path / "kill.yaml").write_text(_KILL_CONFIG)
     model = tmp_path / "model"
-    argv = [sys.executable, "-m", "napari_unet.cli", "train", str(tmp_path / "kill.yaml"),
-            "--images", str(tmp_path / "img.tif"), "--masks", str(tmp_path / "mask.tif"),
-            "-o", str(model), "--quiet"]
+    argv = [
+        sys.executable,
+        "-m",
+        "napari_unet.cli",
+        "train",
+        str(tmp_path / "kill.yaml"),
+        "--images",
+        str(tmp_path / "img.tif"),
+        "--masks",
+        str(tmp_path / "mask.tif"),
+        "-o",
+        str(model),
+        "--quiet",
+    ]
     rng = random.Random(int(os.environ.get("NAPARI_UNET_KILL_SEED", "0")) or None)
     rounds = []
     for _ in range(KILL_ROUNDS):  # each round trains into the folder the last one left
@@ -272,10 +294,15 @@ def test_sigkill_while_saving_leaves_loadable_checkpoints(tmp_path):
         assert not temporaries(model)
         load_model(model)
         rounds.append(outcome)
-    FAULT_LOG.append({"fault": "SIGKILL during checkpoint writes", "rounds": len(rounds),
-                      "during_write": sum(r["during_write"] for r in rounds),
-                      "partial_files_left": sum(len(r["leftovers"]) for r in rounds),
-                      "final": "all checkpoints loadable"})
+    FAULT_LOG.append(
+        {
+            "fault": "SIGKILL during checkpoint writes",
+            "rounds": len(rounds),
+            "during_write": sum(r["during_write"] for r in rounds),
+            "partial_files_left": sum(len(r["leftovers"]) for r in rounds),
+            "final": "all checkpoints loadable",
+        }
+    )
     assert any(r["during_write"] for r in rounds), "never caught a checkpoint being written"
 
 
@@ -332,9 +359,11 @@ def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, m
         monkeypatch.setattr(iio, "imwrite", half_then_fail)
         monkeypatch.setattr(Path, "write_bytes", half_then_fail)
     data = np.zeros((2, 8, 8), np.uint8)
-    for write in (lambda: write_tiff(target, data, overwrite=True),
-                  lambda: write_png_slices(folder, data),
-                  lambda: atomic.atomic_write_text(tmp_path / "history.json", "{}")):
+    for write in (
+        lambda: write_tiff(target, data, overwrite=True),
+        lambda: write_png_slices(folder, data),
+        lambda: atomic.atomic_write_text(tmp_path / "history.json", "{}"),
+    ):
         with pytest.raises(UserInputError, match=expect) as info:
             write()
         assert "\n" not in str(info.value)
@@ -343,16 +372,20 @@ def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, m
     assert sorted(os.listdir(tmp_path)) == ["out.tif"], "temporary files were left"
 
 
-@pytest.mark.parametrize("name, extra", [
-    ("prediction.tif", []),
-    ("prediction.npy", ["--probabilities"]),
-    ("prediction.csv", []),
-    ("prediction", []),  # a folder of PNG slices
-    ("prediction.zarr", []),  # blockwise
-    ("prediction.tif", ["--blockwise"]),
-])
-def test_cli_predict_on_a_full_disk(tmp_path, stack_file, trained_model_dir, monkeypatch,
-                                    capsys, name, extra):
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("prediction.tif", []),
+        ("prediction.npy", ["--probabilities"]),
+        ("prediction.csv", []),
+        ("prediction", []),  # a folder of PNG slices
+        ("prediction.zarr", []),  # blockwise
+        ("prediction.tif", ["--blockwise"]),
+    ],
+)
+def test_cli_predict_on_a_full_disk(
+    tmp_path, stack_file, trained_model_dir, monkeypatch, capsys, name, extra
+):
     from napari_unet.cli import build_parser
 
     if "--blockwise" in extra or name.endswith(".zarr") or name.endswith((".npy", ".csv")):
@@ -367,8 +400,18 @@ def test_cli_predict_on_a_full_disk(tmp_path, stack_file, trained_model_dir, mon
     source = sha(stack_file)
     before = sorted(os.listdir(tmp_path))
     monkeypatch.setattr(os, "replace", _disk_full)
-    code = main(["predict", str(trained_model_dir), str(stack_file), "-o", str(out),
-                 "--overwrite", "--quiet", *extra])
+    code = main(
+        [
+            "predict",
+            str(trained_model_dir),
+            str(stack_file),
+            "-o",
+            str(out),
+            "--overwrite",
+            "--quiet",
+            *extra,
+        ]
+    )
     monkeypatch.undo()
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
@@ -379,14 +422,25 @@ def test_cli_predict_on_a_full_disk(tmp_path, stack_file, trained_model_dir, mon
     assert sorted(os.listdir(tmp_path)) == before, "partial or temporary files were left"
 
 
-def test_cli_predict_into_a_read_only_folder(tmp_path, stack_file, trained_model_dir,
-                                             monkeypatch, capsys):
+def test_cli_predict_into_a_read_only_folder(
+    tmp_path, stack_file, trained_model_dir, monkeypatch, capsys
+):
     real_access = os.access
-    monkeypatch.setattr(atomic.os, "access",
-                        lambda path, mode, **kw: False if mode == os.W_OK
-                        else real_access(path, mode, **kw))
-    code = main(["predict", str(trained_model_dir), str(stack_file), "-o",
-                 str(tmp_path / "p.tif"), "--quiet"])
+    monkeypatch.setattr(
+        atomic.os,
+        "access",
+        lambda path, mode, **kw: False if mode == os.W_OK else real_access(path, mode, **kw),
+    )
+    code = main(
+        [
+            "predict",
+            str(trained_model_dir),
+            str(stack_file),
+            "-o",
+            str(tmp_path / "p.tif"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not writable" in err and len(err.splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["source.tif"]
@@ -396,9 +450,22 @@ def test_cli_train_on_a_full_disk_at_start(tmp_path, stack_file, monkeypatch, ca
     _, masks = synthetic_em(slices=2, size=48, cells=6, seed=8)
     tifffile.imwrite(tmp_path / "mask.tif", masks * 255)
     monkeypatch.setattr(atomic.os, "replace", _disk_full)
-    code = main(["train", "--images", str(stack_file), "--masks", str(tmp_path / "mask.tif"),
-                 "-o", str(tmp_path / "model"), "--quiet", "--preset", "cpu-small",
-                 "--patch-size", "32"])
+    code = main(
+        [
+            "train",
+            "--images",
+            str(stack_file),
+            "--masks",
+            str(tmp_path / "mask.tif"),
+            "-o",
+            str(tmp_path / "model"),
+            "--quiet",
+            "--preset",
+            "cpu-small",
+            "--patch-size",
+            "32",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "disk is full" in err and len(err.splitlines()) == 1
     assert not temporaries(tmp_path)

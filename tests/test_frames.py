@@ -65,7 +65,11 @@ def test_frames_meta_command_writes_the_csv(frames_folder, capsys):
     assert tuple(rows[0]) == META_COLUMNS and len(rows) == 36
     row = next(r for r in rows if r["file_name"] == "im_c001_z002_t001_p000.png")
     assert (row["channel_idx"], row["slice_idx"], row["time_idx"], row["pos_idx"]) == (
-        "1", "2", "1", "0")
+        "1",
+        "2",
+        "1",
+        "0",
+    )
     assert main(["frames-meta", str(frames_folder / "notes.txt")]) == 2
 
 
@@ -101,8 +105,9 @@ def test_frames_meta_is_authoritative_and_errors(frames_folder):
         "2,0,0,0,im_c002_z000_t000_p000.png,mask\n"
         "0,1,0,0,im_c000_z001_t000_p000.png,phase\n"
     )
-    _, _, used = load_frame_pair(frames_folder, FramesConfig(channels=[0], mask_channel=None),
-                                      need_masks=False)
+    _, _, used = load_frame_pair(
+        frames_folder, FramesConfig(channels=[0], mask_channel=None), need_masks=False
+    )
     assert len(used) == 2
     with pytest.raises(UserInputError, match="no mask frame"):
         load_frame_pair(frames_folder, FramesConfig(channels=[0], mask_channel=2))
@@ -117,10 +122,22 @@ def test_frames_meta_is_authoritative_and_errors(frames_folder):
 
 def test_config_frames_feed_training_data(frames_folder, tmp_path):
     write_frames_meta(frames_folder)
-    config = Config.model_validate({
-        "data": {"frames": {"folder": str(frames_folder), "channels": [0], "times": [0, 1],
-                            "positions": [0], "mask_channel": 2}, "val_fraction": 0.0},
-        "model": {"depth": 1}, "train": {"patch_size": 16}})
+    config = Config.model_validate(
+        {
+            "data": {
+                "frames": {
+                    "folder": str(frames_folder),
+                    "channels": [0],
+                    "times": [0, 1],
+                    "positions": [0],
+                    "mask_channel": 2,
+                },
+                "val_fraction": 0.0,
+            },
+            "model": {"depth": 1},
+            "train": {"patch_size": 16},
+        }
+    )
     prepared = prepare_data(config)
     assert prepared.train_images.shape == (6, 16, 16)  # 3 slices x 2 times x 1 position
     assert prepared.train_masks.sum() > 0
@@ -153,13 +170,17 @@ def test_dataset_root_in_config(tmp_path):
 def test_cli_train_and_predict_with_a_dataset_root(tmp_path, capsys):
     _layout(tmp_path / "ds")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: {depth: 2, base_filters: 4}\n"
-                   "train: {epochs: 1, steps_per_epoch: 2, batch_size: 2, patch_size: 32,"
-                   " precision: float32, tensorboard: false, val_em_metrics: false}\n"
-                   "predict: {tile_size: 64, overlap: 8}\n")
+    cfg.write_text(
+        "model: {depth: 2, base_filters: 4}\n"
+        "train: {epochs: 1, steps_per_epoch: 2, batch_size: 2, patch_size: 32,"
+        " precision: float32, tensorboard: false, val_em_metrics: false}\n"
+        "predict: {tile_size: 64, overlap: 8}\n"
+    )
     model = tmp_path / "model"
-    assert main(["train", str(cfg), "--dataset", str(tmp_path / "ds"), "-o", str(model),
-                 "--quiet"]) == 0
+    assert (
+        main(["train", str(cfg), "--dataset", str(tmp_path / "ds"), "-o", str(model), "--quiet"])
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "pred.tif"
     assert main(["predict", str(model), str(tmp_path / "ds"), "-o", str(out), "--quiet"]) == 0

@@ -47,8 +47,11 @@ def test_uncertainty_ranks_the_unsure_slice_first():
     ranking = rank_by_uncertainty(prob)
     assert [r["slice"] for r in ranking] == [1, 2, 0]
     assert ranking[0]["uncertain_fraction"] == 1.0
-    per_slice = [{"slice": 0, "rand_fscore": 0.9}, {"slice": 1, "rand_fscore": float("nan")},
-                 {"slice": 2, "rand_fscore": 0.5}]
+    per_slice = [
+        {"slice": 0, "rand_fscore": 0.9},
+        {"slice": 1, "rand_fscore": float("nan")},
+        {"slice": 2, "rand_fscore": 0.5},
+    ]
     assert [r["slice"] for r in rank_by_metric(per_slice)] == [2, 0, 1]
 
 
@@ -69,8 +72,16 @@ def test_finetune_writes_next_version_with_lineage(trained_model_dir, tmp_path):
     shutil.copytree(trained_model_dir, project / "v001")
     images, masks = synthetic_em(slices=3, size=48, cells=8, seed=11)
     events = []
-    result = finetune(project / "v001", images, masks, slices=[0, 2], max_minutes=0.05,
-                      replay_images=images, replay_masks=masks, callback=events.append)
+    result = finetune(
+        project / "v001",
+        images,
+        masks,
+        slices=[0, 2],
+        max_minutes=0.05,
+        replay_images=images,
+        replay_masks=masks,
+        callback=events.append,
+    )
     assert result.model_dir == project / "v002"
     assert events[-1].kind == "done"
     store = VersionStore(project)
@@ -107,11 +118,31 @@ def test_cli_finetune_with_sparse_masks(trained_model_dir, tmp_path, capsys):
     sparse = to_sparse_annotation(masks, labelled_slices=[1])  # slice 0 unlabeled
     tifffile.imwrite(tmp_path / "img.tif", images, photometric="minisblack")
     tifffile.imwrite(tmp_path / "sparse.tif", sparse, photometric="minisblack")
-    code = main(["train", "--images", str(tmp_path / "img.tif"), "--masks",
-                 str(tmp_path / "sparse.tif"), "--init-from", str(trained_model_dir),
-                 "--freeze-batch-norm", "--output", str(tmp_path / "v2"), "--epochs", "1",
-                 "--steps-per-epoch", "2", "--patch-size", "32", "--batch-size", "2",
-                 "--learning-rate", "1e-4", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--images",
+            str(tmp_path / "img.tif"),
+            "--masks",
+            str(tmp_path / "sparse.tif"),
+            "--init-from",
+            str(trained_model_dir),
+            "--freeze-batch-norm",
+            "--output",
+            str(tmp_path / "v2"),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--patch-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "1e-4",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["model_dir"] == str(tmp_path / "v2")
     child = load_model(tmp_path / "v2")
@@ -123,6 +154,7 @@ def test_model_trained_from_arrays_keeps_its_data_for_replay(trained_model_dir, 
     # the session model was trained from in-memory arrays: they are stored in its folder
     assert (trained_model_dir / "data" / "images.tif").exists()
     images, masks = synthetic_em(slices=2, size=48, cells=8, seed=14)
-    result = finetune(trained_model_dir, images, masks, slices=[1], max_minutes=0.02,
-                      output=tmp_path / "child")
+    result = finetune(
+        trained_model_dir, images, masks, slices=[1], max_minutes=0.02, output=tmp_path / "child"
+    )
     assert load_model(result.model_dir).metadata["replayed_original_slices"] > 0

@@ -106,7 +106,7 @@ def test_finetune_through_the_tab(loop, project, unet_dock, viewer_with_em, qtbo
     assert loop.versions_table.item(row, 1).text() == "✓"
     assert len(loop.plot.data["train_y"]) > 0
     meta = (project / "v002" / "metadata.json").read_text()
-    assert '"finetuned_on_slices": [\n    0,\n    2\n  ]' in meta or '[0, 2]' in meta
+    assert '"finetuned_on_slices": [\n    0,\n    2\n  ]' in meta or "[0, 2]" in meta
     assert any("v002 is now in use" in m for m in notifications.messages("info"))
     # predict with the new version: the prediction is replaced, so it is a new baseline
     job = loop.predict_with_version("v002")

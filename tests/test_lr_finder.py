@@ -141,8 +141,16 @@ def test_unet_range_test_writes_plot_and_data(tmp_path):
     images, masks = synthetic_em(slices=2, size=48, cells=8, seed=3)
     config = tiny_config(tmp_path)
     events = []
-    result = lr_find(config, images, masks, min_lr=1e-4, max_lr=1.0, steps=12,
-                     output=tmp_path / "lr", callback=events.append)
+    result = lr_find(
+        config,
+        images,
+        masks,
+        min_lr=1e-4,
+        max_lr=1.0,
+        steps=12,
+        output=tmp_path / "lr",
+        callback=events.append,
+    )
     assert events[0].kind == "start"
     steps = [e for e in events if e.kind == "step"]
     assert steps and all(e.learning_rate > 0 and np.isfinite(e.smoothed_loss) for e in steps)
@@ -157,8 +165,9 @@ def test_unet_range_test_writes_plot_and_data(tmp_path):
 def test_lr_find_generator_stops(tmp_path):
     images, masks = synthetic_em(slices=2, size=48, cells=8, seed=3)
     stop = threading.Event()
-    gen = lr_find_iter(tiny_config(tmp_path), images, masks, steps=30, output=tmp_path / "o",
-                       stop=stop)
+    gen = lr_find_iter(
+        tiny_config(tmp_path), images, masks, steps=30, output=tmp_path / "o", stop=stop
+    )
     for event in gen:
         if event.kind == "step" and event.step == 2:
             stop.set()
@@ -170,14 +179,46 @@ def test_cli_lr_find(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "img.tif", images, photometric="minisblack")
     tifffile.imwrite(tmp_path / "mask.tif", masks * 255, photometric="minisblack")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: {depth: 2, base_filters: 4}\n"
-                   "train: {batch_size: 2, patch_size: 32, precision: float32}\n")
-    code = main(["lr-find", str(cfg), "--images", str(tmp_path / "img.tif"), "--masks",
-                 str(tmp_path / "mask.tif"), "--output", str(tmp_path / "lr"), "--steps", "8",
-                 "--min-lr", "1e-4", "--max-lr", "0.1", "--quiet"])
+    cfg.write_text(
+        "model: {depth: 2, base_filters: 4}\n"
+        "train: {batch_size: 2, patch_size: 32, precision: float32}\n"
+    )
+    code = main(
+        [
+            "lr-find",
+            str(cfg),
+            "--images",
+            str(tmp_path / "img.tif"),
+            "--masks",
+            str(tmp_path / "mask.tif"),
+            "--output",
+            str(tmp_path / "lr"),
+            "--steps",
+            "8",
+            "--min-lr",
+            "1e-4",
+            "--max-lr",
+            "0.1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["suggestion"]["base_lr"] < out["suggestion"]["max_lr"]
     assert out["plot"].endswith("lr_find.png") and out["steps_run"] <= 8
-    assert main(["lr-find", "--images", str(tmp_path / "img.tif"), "--masks",
-                 str(tmp_path / "mask.tif"), "--min-lr", "1", "--max-lr", "0.1"]) == 2
+    assert (
+        main(
+            [
+                "lr-find",
+                "--images",
+                str(tmp_path / "img.tif"),
+                "--masks",
+                str(tmp_path / "mask.tif"),
+                "--min-lr",
+                "1",
+                "--max-lr",
+                "0.1",
+            ]
+        )
+        == 2
+    )

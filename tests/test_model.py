@@ -20,9 +20,15 @@ def test_flop_count_matches_hand_count():
 
     model = build_unet(ModelConfig(depth=1, base_filters=2, batch_norm=False))
     h = w = 8
-    expected = 2 * h * w * (
-        9 * 1 * 2 + 9 * 2 * 2  # down0: two 3x3 convs
-        + 0
+    expected = (
+        2
+        * h
+        * w
+        * (
+            9 * 1 * 2
+            + 9 * 2 * 2  # down0: two 3x3 convs
+            + 0
+        )
     )
     bottom = 2 * (h // 2) * (w // 2) * (9 * 2 * 4 + 9 * 4 * 4)
     up = 2 * (h // 2) * (w // 2) * (4 * 4 * 2)  # 2x2 transposed conv on the coarse grid

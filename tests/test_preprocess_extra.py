@@ -125,8 +125,11 @@ def test_patch_cache_reuses_and_invalidates(tmp_path):
     tifffile.imwrite(img_path, images, photometric="minisblack")
     tifffile.imwrite(mask_path, masks * 255, photometric="minisblack")
     config = tiny_config(tmp_path).with_overrides(
-        {"data.patch_cache": str(tmp_path / "cache"), "data.images": str(img_path),
-         "data.masks": str(mask_path)}
+        {
+            "data.patch_cache": str(tmp_path / "cache"),
+            "data.images": str(img_path),
+            "data.masks": str(mask_path),
+        }
     )
     first = prepare_data(config)
     assert first.description["patch_cache"]["hit"] is False
@@ -161,8 +164,12 @@ def test_training_on_cached_tiles(tmp_path):
 
     images, masks = synthetic_em(slices=2, size=80, cells=8, seed=8)
     config = tiny_config(tmp_path, epochs=1, steps_per_epoch=2, val_em_metrics=False)
-    config = config.with_overrides({"data.patch_cache": str(tmp_path / "cache"),
-                                    "data.foreground": {"mode": "weight", "weight": 0.2}})
+    config = config.with_overrides(
+        {
+            "data.patch_cache": str(tmp_path / "cache"),
+            "data.foreground": {"mode": "weight", "weight": 0.2},
+        }
+    )
     result = train(config, images, masks)
     assert result.stopped_reason == "finished"
     assert list((tmp_path / "cache").glob("*.npz"))

@@ -46,8 +46,11 @@ _COMMON = {
     "deadline": None,
     "database": None,  # no .hypothesis folder in the repository
     "print_blob": True,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
-                              HealthCheck.filter_too_much],
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 }
 settings.register_profile("napari-unet-ci", max_examples=50, **_COMMON)
 settings.register_profile(
@@ -66,8 +69,20 @@ OUTCOMES: Counter[tuple[str, str]] = Counter()
 _TMP = Path(tempfile.mkdtemp(prefix="napari-unet-properties-"))
 atexit.register(shutil.rmtree, _TMP, True)
 
-REAL_DTYPES = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-               "float16", "float32", "float64"]
+REAL_DTYPES = [
+    "bool",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+]
 ALL_DTYPES = [*REAL_DTYPES, "complex64"]
 
 
@@ -80,8 +95,9 @@ def _record(target: str, outcome: str) -> None:
 def arrays(draw, dtypes=ALL_DTYPES, min_dims=1, max_dims=5, max_side=7, min_side=0):
     """Random arrays: any listed dtype, 1-5 dims, sides 0-7, NaN/inf for floats."""
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
-    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                                  max_side=max_side))
+    shape = draw(
+        hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+    )
     if dtype.kind == "f":
         elements = st.floats(allow_nan=True, allow_infinity=True, width=dtype.itemsize * 8)
     elif dtype.kind == "c":
@@ -107,8 +123,11 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @settings(SETTINGS)
-@given(arr=mixed_arrays(), cut=st.one_of(st.none(), st.none(), st.floats(0.0, 1.0)),
-       flavour=st.sampled_from(["plain", "imagej", "zlib"]))
+@given(
+    arr=mixed_arrays(),
+    cut=st.one_of(st.none(), st.none(), st.floats(0.0, 1.0)),
+    flavour=st.sampled_from(["plain", "imagej", "zlib"]),
+)
 def test_reader_round_trip_or_one_clear_error(arr, cut, flavour):
     """Write a random array as TIFF (maybe truncated) and read it back."""
     path = _TMP / "prop.tif"
@@ -157,9 +176,13 @@ def test_reader_round_trip_or_one_clear_error(arr, cut, flavour):
 
 
 @settings(SETTINGS)
-@given(arr=arrays(REAL_DTYPES, min_dims=2, max_dims=3, min_side=1, max_side=9),
-       low=st.floats(0, 60), span=st.floats(0.01, 40), per_slice=st.booleans(),
-       clip=st.booleans())
+@given(
+    arr=arrays(REAL_DTYPES, min_dims=2, max_dims=3, min_side=1, max_side=9),
+    low=st.floats(0, 60),
+    span=st.floats(0.01, 40),
+    per_slice=st.booleans(),
+    clip=st.booleans(),
+)
 def test_normalization_is_finite_float32(arr, low, span, per_slice, clip):
     high = min(low + span, 100.0)
     try:
@@ -195,9 +218,13 @@ def test_as_stack_gives_zyx_or_one_clear_error(arr):
 
 
 @settings(SETTINGS)
-@given(height=st.integers(1, 700), width=st.integers(1, 700),
-       tile=st.integers(16, 512), overlap_fraction=st.floats(0, 0.49),
-       multiple=st.sampled_from([1, 2, 4, 8, 16, 32]))
+@given(
+    height=st.integers(1, 700),
+    width=st.integers(1, 700),
+    tile=st.integers(16, 512),
+    overlap_fraction=st.floats(0, 0.49),
+    multiple=st.sampled_from([1, 2, 4, 8, 16, 32]),
+)
 def test_tiles_cover_and_blend_to_one(height, width, tile, overlap_fraction, multiple):
     overlap = int(tile * overlap_fraction)
     image = np.arange(height * width, dtype=np.float32).reshape(height, width)

@@ -88,8 +88,9 @@ def test_zarr_store(tmp_path, em_stack):
     zarr = pytest.importorskip("zarr")
     images, _ = em_stack
     store = tmp_path / "volume.zarr"
-    array = zarr.open(str(store), mode="w", shape=images.shape, dtype=images.dtype,
-                      chunks=(1, 48, 48))
+    array = zarr.open(
+        str(store), mode="w", shape=images.shape, dtype=images.dtype, chunks=(1, 48, 48)
+    )
     array[:] = images
     [(data, meta, kind)] = _read(store)
     assert kind == "image" and meta["name"] == "volume"

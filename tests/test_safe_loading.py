@@ -72,8 +72,17 @@ def test_cli_refuses_then_loads_with_unsafe_load(lambda_model, tmp_path, capsys)
     assert code == 2 and "safe mode" in err and len(err.splitlines()) == 1
     assert not out.exists() and not marker.exists()
     # the user trusts this model: it loads and runs
-    code = main(["predict", str(folder), str(tmp_path / "img.tif"), "-o", str(out), "--quiet",
-                 "--unsafe-load"])
+    code = main(
+        [
+            "predict",
+            str(folder),
+            str(tmp_path / "img.tif"),
+            "-o",
+            str(out),
+            "--quiet",
+            "--unsafe-load",
+        ]
+    )
     assert code == 0 and out.exists()
     assert marker.exists()  # the custom code ran only now, after the explicit opt-in
     assert load_model(folder, safe_mode=False).keras_model is not None
@@ -84,8 +93,9 @@ def test_model_with_another_input_is_refused(tmp_path, trained_model_dir):
 
     inputs = keras.Input((None, None, 3))
     outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
-    folder = _model_folder_with(tmp_path, Path(trained_model_dir), keras.Model(inputs, outputs),
-                                "rgb")
+    folder = _model_folder_with(
+        tmp_path, Path(trained_model_dir), keras.Model(inputs, outputs), "rgb"
+    )
     with pytest.raises(UserInputError, match="not a napari-unet model"):
         load_model(folder)
 
@@ -100,11 +110,14 @@ def test_model_folder_config_with_python_tag_is_refused(tmp_path, trained_model_
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("tag", [
-    "!!python/object/apply:os.system ['touch {marker}']",
-    "train: !!python/object/new:subprocess.Popen [['touch', '{marker}']]",
-    "model: !!python/name:os.system",
-])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system ['touch {marker}']",
+        "train: !!python/object/new:subprocess.Popen [['touch', '{marker}']]",
+        "model: !!python/name:os.system",
+    ],
+)
 def test_config_python_tags_are_refused(tmp_path, tag):
     marker = tmp_path / MARKER
     path = tmp_path / "c.yaml"
@@ -121,8 +134,9 @@ def test_config_paths_are_relative_to_the_config_and_never_run(tmp_path, monkeyp
     (project / "data").mkdir(parents=True)
     (project / "configs").mkdir()
     config_path = project / "configs" / "run.yaml"
-    config_path.write_text("data: {images: ../data/img.tif, masks: ../data/mask.tif}\n"
-                           "output: ../models/run1\n")
+    config_path.write_text(
+        "data: {images: ../data/img.tif, masks: ../data/mask.tif}\noutput: ../models/run1\n"
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the working folder does not matter
@@ -178,8 +192,9 @@ def test_source_audit_no_unsafe_loading():
             code = line.split("#", 1)[0]
             for pattern, rule in _FORBIDDEN.items():
                 if re.search(pattern, code):
-                    problems.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {rule}: "
-                                    f"{line.strip()}")
+                    problems.append(
+                        f"{path.relative_to(PACKAGE.parent)}:{number}: {rule}: {line.strip()}"
+                    )
     assert not problems, "\n".join(problems)
 
 

@@ -14,8 +14,11 @@ def smith_clr(iterations, base_lr, max_lr, stepsize, mode, gamma=1.0):
     and Section 3.1, written out independently of the module under test."""
     cycle = np.floor(1 + iterations / (2 * stepsize))
     x = np.abs(iterations / stepsize - 2 * cycle + 1)
-    scale = {"triangular": 1.0, "triangular2": 1 / (2 ** (cycle - 1)),
-             "exp_range": gamma ** iterations}[mode]
+    scale = {
+        "triangular": 1.0,
+        "triangular2": 1 / (2 ** (cycle - 1)),
+        "exp_range": gamma**iterations,
+    }[mode]
     return base_lr + (max_lr - base_lr) * np.maximum(0, 1 - x) * scale
 
 
@@ -110,9 +113,18 @@ def test_training_follows_the_schedule(tmp_path):
     from .conftest import tiny_config
 
     images, masks = synthetic_em(slices=2, size=32, cells=6, seed=5)
-    config = tiny_config(tmp_path, epochs=2, steps_per_epoch=3, val_em_metrics=False,
-                         schedule={"kind": "triangular2", "step_size": 1, "step_unit": "iterations",
-                                   "max_lr": 0.005})
+    config = tiny_config(
+        tmp_path,
+        epochs=2,
+        steps_per_epoch=3,
+        val_em_metrics=False,
+        schedule={
+            "kind": "triangular2",
+            "step_size": 1,
+            "step_unit": "iterations",
+            "max_lr": 0.005,
+        },
+    )
     events = []
     train(config, images, masks, callback=events.append)
     rates = [e.learning_rate for e in events if e.kind == "step"]

@@ -38,17 +38,32 @@ def test_training_writes_scalars_and_image_history(tmp_path):
     import tensorflow as tf
 
     images, masks = synthetic_em(slices=3, size=48, cells=8, seed=3)
-    config = tiny_config(tmp_path, epochs=2, steps_per_epoch=3, tensorboard=True,
-                         tensorboard_every_steps=2, tensorboard_images_every=3,
-                         tensorboard_images=2, val_em_metrics=False)
+    config = tiny_config(
+        tmp_path,
+        epochs=2,
+        steps_per_epoch=3,
+        tensorboard=True,
+        tensorboard_every_steps=2,
+        tensorboard_images_every=3,
+        tensorboard_images=2,
+        val_em_metrics=False,
+    )
     result = train(config, images, masks)
     tags = _events(result.model_dir / "logs")
     # step-level scalars every 2 steps (and the first)
     assert [s for s, _ in tags["step/loss"]] == [1, 2, 4, 6]
     assert [s for s, _ in tags["step/learning_rate"]] == [1, 2, 4, 6]
     # every loss and metric of the epoch records, at the epoch's last step
-    for name in ("loss", "learning_rate", "train_dice", "val_loss", "val_dice", "val_iou",
-                 "val_pixel_error", "val_pixel_difference"):
+    for name in (
+        "loss",
+        "learning_rate",
+        "train_dice",
+        "val_loss",
+        "val_dice",
+        "val_iou",
+        "val_pixel_error",
+        "val_pixel_difference",
+    ):
         assert [s for s, _ in tags[name]] == [3, 6], name
     # image | label | prediction of 2 validation tiles, at steps 1, 3 and 6
     history = tags["val/image_label_prediction"]

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ def test_tiles_cover_axis_with_overlap(length, tile, overlap):
     starts, size = axis_tiles(length, tile, overlap, 8)
     assert size % 8 == 0 or size == length
     assert starts[0] == 0 and starts[-1] + size == length
-    for a, b in zip(starts, starts[1:]):
+    for a, b in itertools.pairwise(starts):
         assert b - a <= size - overlap  # neighbours share at least `overlap`
     assert size <= max(tile, length)
 

@@ -22,8 +22,13 @@ def test_training_lowers_the_loss_and_writes_the_folder(tmp_path):
     history = result.history
     assert history[-1]["loss"] < history[0]["loss"]
     folder = ModelFolder(result.model_dir)
-    for path in (folder.config_path, folder.best_path, folder.last_path, folder.history_path,
-                 folder.metadata_path):
+    for path in (
+        folder.config_path,
+        folder.best_path,
+        folder.last_path,
+        folder.history_path,
+        folder.metadata_path,
+    ):
         assert path.exists(), path
     assert len(json.loads(folder.history_path.read_text())) == 4
     epoch_events = [e for e in events if e.kind == "epoch"]
@@ -53,8 +58,13 @@ def test_resume_fine_tune_from_saved_model(tmp_path, trained_model_dir):
     images, masks = synthetic_em(slices=3, size=48, cells=8, seed=4)
     parent = load_model(trained_model_dir)
     config = parent.config.with_overrides(
-        {"train.init_from": str(trained_model_dir), "output": str(tmp_path / "child"),
-         "train.epochs": 1, "train.steps_per_epoch": 1, "train.learning_rate": 1e-9}
+        {
+            "train.init_from": str(trained_model_dir),
+            "output": str(tmp_path / "child"),
+            "train.epochs": 1,
+            "train.steps_per_epoch": 1,
+            "train.learning_rate": 1e-9,
+        }
     )
     result = train(Config.model_validate(config.to_dict()), images, masks)
     child = load_model(result.model_dir)
@@ -64,9 +74,17 @@ def test_resume_fine_tune_from_saved_model(tmp_path, trained_model_dir):
     kernel = child.keras_model.get_layer("down0_conv1").kernel.numpy()
     parent_kernel = parent.keras_model.get_layer("down0_conv1").kernel.numpy()
     np.testing.assert_allclose(kernel, parent_kernel, atol=1e-6)
-    fresh = train(Config.model_validate({**config.to_dict(), "output": str(tmp_path / "fresh"),
-                                         "train": {**config.train.model_dump(), "init_from": None}}),
-                  images, masks)
+    fresh = train(
+        Config.model_validate(
+            {
+                **config.to_dict(),
+                "output": str(tmp_path / "fresh"),
+                "train": {**config.train.model_dump(), "init_from": None},
+            }
+        ),
+        images,
+        masks,
+    )
     fresh_kernel = load_model(fresh.model_dir).keras_model.get_layer("down0_conv1").kernel.numpy()
     assert np.abs(fresh_kernel - parent_kernel).max() > 1e-3
 

@@ -56,8 +56,7 @@ def test_opening_the_dock_and_reading_do_not_import_tensorflow(tmp_path):
         viewer.close()
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "3 False False"
 
@@ -102,12 +101,20 @@ def test_workflow_in_a_fresh_napari_process(tmp_path):
         viewer.close()
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == str(sorted(
-        ["em", "em mask", "em prediction", "em probability", "em augmented",
-         "em augmented mask"]))
+    assert proc.stdout.strip().splitlines()[-1] == str(
+        sorted(
+            [
+                "em",
+                "em mask",
+                "em prediction",
+                "em probability",
+                "em augmented",
+                "em augmented mask",
+            ]
+        )
+    )
 
 
 # --------------------------------------------------------------------------- data tab / settings
@@ -154,8 +161,9 @@ def test_invalid_settings_are_a_notification(unet_dock, notifications):
 # --------------------------------------------------------------------------- errors
 
 
-def test_train_without_layers_notifies_and_changes_nothing(make_napari_viewer, notifications,
-                                                           tmp_path):
+def test_train_without_layers_notifies_and_changes_nothing(
+    make_napari_viewer, notifications, tmp_path
+):
     from napari_unet.widgets.dock import UNetDock
 
     viewer = make_napari_viewer()
@@ -191,8 +199,11 @@ def test_training_fault_event_is_an_error_notification(unet_dock, notifications)
     from napari_unet.engine.events import TrainEvent
 
     unet_dock.train_tab._on_event(
-        TrainEvent(kind="stopped", message="the loss became nan at step 3; try a lower "
-                   "learning rate", model_dir="/tmp/m")
+        TrainEvent(
+            kind="stopped",
+            message="the loss became nan at step 3; try a lower learning rate",
+            model_dir="/tmp/m",
+        )
     )
     unet_dock.train_tab._on_event(
         TrainEvent(kind="stopped", message="out of memory: lower the batch size or the patch size")
@@ -201,13 +212,15 @@ def test_training_fault_event_is_an_error_notification(unet_dock, notifications)
     assert "loss became nan" in errors[0] and "out of memory" in errors[1]
 
 
-def test_worker_exception_is_a_notification_not_a_traceback(unet_dock, qtbot, notifications,
-                                                            tmp_path):
+def test_worker_exception_is_a_notification_not_a_traceback(
+    unet_dock, qtbot, notifications, tmp_path
+):
     """A broken model folder fails inside the worker: one notification, no new layer."""
     folder = tmp_path / "broken"
     folder.mkdir()
-    (folder / "config.yaml").write_text("model: {depth: 2, base_filters: 4}\n"
-                                        "train: {patch_size: 32}\n")
+    (folder / "config.yaml").write_text(
+        "model: {depth: 2, base_filters: 4}\ntrain: {patch_size: 32}\n"
+    )
     (folder / "best.keras").write_bytes(b"not a keras file")
     before = _layer_state(unet_dock.viewer)
     tab = unet_dock.predict_tab
@@ -340,8 +353,9 @@ def _predict(dock, qtbot, model_dir):
     return tab
 
 
-def test_predict_adds_layers_and_threshold_updates_them(unet_dock, qtbot, gui_model_dir,
-                                                        notifications):
+def test_predict_adds_layers_and_threshold_updates_them(
+    unet_dock, qtbot, gui_model_dir, notifications
+):
     viewer = unet_dock.viewer
     tab = _predict(unet_dock, qtbot, gui_model_dir)
     probability = viewer.layers["em probability"]
@@ -354,8 +368,7 @@ def test_predict_adds_layers_and_threshold_updates_them(unet_dock, qtbot, gui_mo
 
     threshold = float(np.median(probability.data))
     tab.threshold.value = round(threshold, 2)
-    qtbot.waitUntil(lambda: np.array_equal(prediction.data,
-                                           probability.data > tab.threshold.value))
+    qtbot.waitUntil(lambda: np.array_equal(prediction.data, probability.data > tab.threshold.value))
     assert viewer.layers["em prediction"] is prediction
 
     # predicting again reuses the loaded model and updates the layers in place
@@ -385,8 +398,9 @@ def test_missing_model_folder_is_a_notification(unet_dock, notifications, tmp_pa
 # --------------------------------------------------------------------------- export
 
 
-def test_export_mask_tiff_and_png_read_back_equal(unet_dock, qtbot, tmp_path, em_stack,
-                                                  notifications):
+def test_export_mask_tiff_and_png_read_back_equal(
+    unet_dock, qtbot, tmp_path, em_stack, notifications
+):
     from napari_unet.engine.io import read_mask, read_stack
     from napari_unet.widgets.export_tab import FORMAT_PNG, FORMAT_TIFF
 
@@ -443,8 +457,15 @@ def test_dock_opens_from_the_manifest_and_segment_menu(make_napari_viewer):
     from napari._app_model import get_app_model
 
     segment_menu = get_app_model().menus.get_menu("napari/layers/segment")
-    assert any(getattr(getattr(item, "command", None), "id", "") == "napari-unet.make_dock"
-               for item in segment_menu)
+    assert any(
+        getattr(getattr(item, "command", None), "id", "") == "napari-unet.make_dock"
+        for item in segment_menu
+    )
     _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
     assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())][:5] == [
-        "Data", "Augment", "Train", "Predict", "Export"]
+        "Data",
+        "Augment",
+        "Train",
+        "Predict",
+        "Export",
+    ]

@@ -35,7 +35,10 @@ def test_png_slices_round_trip_and_never_replace_a_folder(tmp_path, em_stack):
     _, masks = em_stack
     [folder] = write_labels_png_slices(str(tmp_path / "mask_png") + "/", masks, {})
     assert sorted(p.name for p in (tmp_path / "mask_png").iterdir()) == [
-        "slice0000.png", "slice0001.png", "slice0002.png"]
+        "slice0000.png",
+        "slice0001.png",
+        "slice0002.png",
+    ]
     np.testing.assert_array_equal(read_mask(folder), masks)
     with pytest.raises(UserInputError, match="exists"):
         write_labels_png_slices(str(tmp_path / "mask_png"), masks, {})
@@ -54,8 +57,11 @@ def test_npe2_picks_the_writers(tmp_path):
     pm.discover()
     writer, _path = pm.get_writer(str(tmp_path / "m.tif"), ["labels"], "napari-unet")
     assert writer.command == "napari-unet.write_labels_tiff"
-    commands = [w.command for w in pm.iter_compatible_writers(["labels"])
-                if w.command.startswith("napari-unet")]
+    commands = [
+        w.command
+        for w in pm.iter_compatible_writers(["labels"])
+        if w.command.startswith("napari-unet")
+    ]
     assert commands == ["napari-unet.write_labels_tiff", "napari-unet.write_labels_png_slices"]
 
 

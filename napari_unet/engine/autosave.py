@@ -160,9 +160,7 @@ class Autosaver:
         """
         arr = np.asarray(labels)
         if arr.dtype.kind not in "biu":
-            raise UserInputError(
-                f"autosave of {layer!r}: labels must be integers, got {arr.dtype}"
-            )
+            raise UserInputError(f"autosave of {layer!r}: labels must be integers, got {arr.dtype}")
         edited = _as_indices(edited_slices)
         digest = _digest(arr, edited)
         with self._lock:
@@ -184,9 +182,7 @@ class Autosaver:
                 raise UserInputError(f"autosave metadata is not JSON-serializable: {exc}") from None
             target = self._free_name(layer, saved_at)
             with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-                np.savez_compressed(
-                    handle, labels=arr, edited_slices=edited, header=np.array(text)
-                )
+                np.savez_compressed(handle, labels=arr, edited_slices=edited, header=np.array(text))
             self._last_digest[layer] = digest
             version = AutosaveVersion(
                 layer=layer,

@@ -68,7 +68,9 @@ class DataConfig(_Section):
     """Where the training data lives and how it is prepared."""
 
     images: str | None = Field(None, description="Image stack, single image or folder of slices.")
-    masks: str | None = Field(None, description="Mask stack/folder matching `images` slice by slice.")
+    masks: str | None = Field(
+        None, description="Mask stack/folder matching `images` slice by slice."
+    )
     val_images: str | None = Field(None, description="Explicit validation images (else a split).")
     val_masks: str | None = Field(None, description="Explicit validation masks.")
     val_fraction: float = Field(
@@ -182,7 +184,9 @@ class ModelConfig(_Section):
         if isinstance(data, dict) and data.get("preset"):
             name = data["preset"]
             if name not in MODEL_PRESETS:
-                raise ValueError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
+                raise ValueError(
+                    f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}"
+                )
             merged = dict(MODEL_PRESETS[name])
             merged.update({k: v for k, v in data.items() if k != "preset" and k not in merged})
             merged["preset"] = name
@@ -214,9 +218,7 @@ class ScheduleConfig(_Section):
     ``step_size`` and ``drop_every``.
     """
 
-    kind: Literal["constant", "cosine", "step", "triangular", "triangular2", "exp_range"] = (
-        "cosine"
-    )
+    kind: Literal["constant", "cosine", "step", "triangular", "triangular2", "exp_range"] = "cosine"
     min_fraction: float = Field(0.02, ge=0.0, le=1.0, description="Cosine floor / base.")
     max_lr: float | None = Field(
         None, gt=0.0, lt=1.0, description="Cyclical peak; None = 4 x train.learning_rate."
@@ -243,9 +245,7 @@ class DeviceConfig(_Section):
         chosen = [self.memory_growth, self.memory_limit_mb is not None]
         chosen.append(self.memory_fraction is not None)
         if sum(chosen) > 1:
-            raise ValueError(
-                "choose one of memory_growth, memory_limit_mb and memory_fraction"
-            )
+            raise ValueError("choose one of memory_growth, memory_limit_mb and memory_fraction")
         return self
 
 
@@ -430,11 +430,15 @@ def load_config(path: str | Path, resolve_paths: bool = True) -> Config:
     except yaml.YAMLError as exc:
         raise UserInputError(f"config {path} is not valid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
-        raise UserInputError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
+        raise UserInputError(
+            f"config {path} must be a mapping of sections, got {type(raw).__name__}"
+        )
     try:
         config = Config.model_validate(raw)
     except ValueError as exc:
-        raise UserInputError(f"config {path} is invalid: {_short_validation_message(exc)}") from None
+        raise UserInputError(
+            f"config {path} is invalid: {_short_validation_message(exc)}"
+        ) from None
     return _resolve_paths(config, path.parent.resolve()) if resolve_paths else config
 
 

@@ -24,7 +24,7 @@ from .model_folder import ModelFolder
 from .postprocess import SPARSE_UNLABELED, annotation_convention, to_sparse_annotation
 from .preprocess import as_stack, normalize_percentile
 
-__all__ = ["finetune_iter", "finetune", "mix_for_finetuning"]
+__all__ = ["finetune", "finetune_iter", "mix_for_finetuning"]
 
 
 def _as_sparse(masks: np.ndarray) -> np.ndarray:
@@ -199,7 +199,12 @@ def finetune_iter(
         replay_norm = _normalize_like_parent(replay_images, parent_config)
         replay_sparse = _as_sparse(as_stack(np.asarray(replay_masks)))
     mixed_images, mixed_sparse = mix_for_finetuning(
-        normalized, corrected, replay_norm, replay_sparse, replay_fraction, max_replay_slices,
+        normalized,
+        corrected,
+        replay_norm,
+        replay_sparse,
+        replay_fraction,
+        max_replay_slices,
         seed=parent_config.train.seed,
     )
     if output is None:
@@ -207,8 +212,13 @@ def finetune_iter(
     settings = parent_config.to_dict()
     settings["output"] = str(output)
     settings["data"].update(
-        images=None, masks=None, val_images=None, val_masks=None, val_fraction=0.0,
-        normalization="none", flat_field=False,
+        images=None,
+        masks=None,
+        val_images=None,
+        val_masks=None,
+        val_fraction=0.0,
+        normalization="none",
+        flat_field=False,
     )
     settings["train"].update(
         init_from=str(parent_folder.path),
@@ -230,13 +240,12 @@ def finetune_iter(
             saved_data[key] = str((parent_folder.path / saved_data[key]).resolve())
     facts = {
         "finetuned_on_slices": slices,
-        "replayed_original_slices": int(0 if replay_norm is None else min(len(replay_norm),
-                                                                          max_replay_slices)),
+        "replayed_original_slices": int(
+            0 if replay_norm is None else min(len(replay_norm), max_replay_slices)
+        ),
         **(metadata or {}),
     }
-    result = yield from train_iter(
-        config, mixed_images, mixed_sparse, stop=stop, metadata=facts
-    )
+    result = yield from train_iter(config, mixed_images, mixed_sparse, stop=stop, metadata=facts)
     _restore_data_section(Path(result.model_dir), saved_data)
     return result
 

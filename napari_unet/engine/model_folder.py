@@ -149,9 +149,7 @@ class LoadedModel:
         return self.config.model.multiple
 
 
-def load_model(
-    folder: str | Path, prefer: str = "best", safe_mode: bool = True
-) -> LoadedModel:
+def load_model(folder: str | Path, prefer: str = "best", safe_mode: bool = True) -> LoadedModel:
     """Load a model folder written by training.
 
     Parameters

@@ -18,12 +18,12 @@ from scipy import ndimage
 from .errors import UserInputError
 
 __all__ = [
-    "instances_from_probability",
-    "annotation_convention",
-    "to_sparse_annotation",
-    "SPARSE_UNLABELED",
     "SPARSE_BACKGROUND",
     "SPARSE_FOREGROUND",
+    "SPARSE_UNLABELED",
+    "annotation_convention",
+    "instances_from_probability",
+    "to_sparse_annotation",
 ]
 
 SPARSE_UNLABELED = 0

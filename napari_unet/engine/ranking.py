@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import UserInputError
 
-__all__ = ["slice_uncertainty", "rank_by_uncertainty", "rank_by_metric"]
+__all__ = ["rank_by_metric", "rank_by_uncertainty", "slice_uncertainty"]
 
 
 def slice_uncertainty(probability: np.ndarray, band: float = 0.25) -> np.ndarray:
@@ -50,6 +50,7 @@ def rank_by_metric(
     per_slice: list[dict[str, float]], key: str = "rand_fscore", higher_is_better: bool = True
 ) -> list[dict[str, float]]:
     """Per-slice metric records (from ``metrics.evaluate``) sorted worst first."""
+
     def badness(record: dict[str, float]) -> float:
         value = record.get(key, float("nan"))
         if value != value:  # NaN: undefined metric, rank last

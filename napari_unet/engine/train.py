@@ -172,7 +172,9 @@ def _prepare_data(config: Config, *sources: Any) -> PreparedData:
         train_idx = np.arange(images.shape[0])
         val_idx = np.array([], dtype=int)
     else:
-        train_idx, val_idx = split_train_val(images.shape[0], data_cfg.val_fraction, config.train.seed)
+        train_idx, val_idx = split_train_val(
+            images.shape[0], data_cfg.val_fraction, config.train.seed
+        )
     description["train_indices"] = [int(i) for i in train_idx]
     description["val_indices"] = [int(i) for i in val_idx]
 
@@ -377,7 +379,9 @@ def _rand_on_slices(model: Any, prepared: PreparedData, config: Config) -> dict[
     from .metrics import evaluate
     from .predict import predict_normalized
 
-    generator = predict_normalized(model, prepared.val_images, config.predict, config.model.multiple)
+    generator = predict_normalized(
+        model, prepared.val_images, config.predict, config.model.multiple
+    )
     probability = drain(generator)
     mask = prepared.val_masks
     scores = evaluate(probability, mask, threshold=config.predict.threshold)
@@ -440,7 +444,9 @@ def train_iter(
         val_ds = make_val_dataset(
             prepared.val_images, prepared.val_masks, prepared.val_weights, config
         )
-    writer = tf.summary.create_file_writer(str(folder.logs_path)) if config.train.tensorboard else None
+    writer = (
+        tf.summary.create_file_writer(str(folder.logs_path)) if config.train.tensorboard else None
+    )
     preview = None
     if writer is not None and config.train.tensorboard_images_every:
         from .tb_logging import preview_tiles
@@ -500,7 +506,10 @@ def train_iter(
                     from .tb_logging import log_step
 
                     log_step(writer, step, loss, lr, model, preview, train_cfg)
-                if step % train_cfg.event_every_steps == 0 or batch_in_epoch == train_cfg.steps_per_epoch:
+                if (
+                    step % train_cfg.event_every_steps == 0
+                    or batch_in_epoch == train_cfg.steps_per_epoch
+                ):
                     elapsed = time.perf_counter() - loop_start
                     eta = _eta(elapsed, step, total_steps, budget)
                     yield TrainEvent(

@@ -54,48 +54,67 @@ class AugmentTab(QWidget):
         self.rot90 = CheckBox(text="Random 90° rotations", value=d.rot90)
 
         self.affine_enabled = CheckBox(text="Affine transform", value=a.enabled)
-        self.affine_probability = FloatSpinBox(label="Probability", min=0, max=1, step=0.05,
-                                               value=a.probability)
-        self.rotation = FloatSpinBox(label="Max rotation (°)", min=0, max=180, step=5,
-                                     value=a.rotation_degrees)
-        self.shift = FloatSpinBox(label="Max shift (fraction)", min=0, max=0.5, step=0.01,
-                                  value=a.shift)
-        self.shear = FloatSpinBox(label="Max shear (°)", min=0, max=45, step=1,
-                                  value=a.shear_degrees)
-        self.zoom_min = FloatSpinBox(label="Zoom min", min=0.2, max=1.0, step=0.05,
-                                     value=a.zoom[0])
-        self.zoom_max = FloatSpinBox(label="Zoom max", min=1.0, max=5.0, step=0.05,
-                                     value=a.zoom[1])
+        self.affine_probability = FloatSpinBox(
+            label="Probability", min=0, max=1, step=0.05, value=a.probability
+        )
+        self.rotation = FloatSpinBox(
+            label="Max rotation (°)", min=0, max=180, step=5, value=a.rotation_degrees
+        )
+        self.shift = FloatSpinBox(
+            label="Max shift (fraction)", min=0, max=0.5, step=0.01, value=a.shift
+        )
+        self.shear = FloatSpinBox(
+            label="Max shear (°)", min=0, max=45, step=1, value=a.shear_degrees
+        )
+        self.zoom_min = FloatSpinBox(label="Zoom min", min=0.2, max=1.0, step=0.05, value=a.zoom[0])
+        self.zoom_max = FloatSpinBox(label="Zoom max", min=1.0, max=5.0, step=0.05, value=a.zoom[1])
 
         self.elastic_enabled = CheckBox(text="Elastic deformation", value=e.enabled)
-        self.elastic_probability = FloatSpinBox(label="Probability", min=0, max=1, step=0.05,
-                                                value=e.probability)
-        self.grid_points = SpinBox(label="Grid points", min=2, max=32, value=e.grid_points,
-                                   tooltip="Control points per axis of the displacement grid")
-        self.sigma = FloatSpinBox(label="Sigma (px)", min=0, max=100, step=1,
-                                  value=e.sigma_pixels,
-                                  tooltip="Std of the control-point displacements (pixels)")
+        self.elastic_probability = FloatSpinBox(
+            label="Probability", min=0, max=1, step=0.05, value=e.probability
+        )
+        self.grid_points = SpinBox(
+            label="Grid points",
+            min=2,
+            max=32,
+            value=e.grid_points,
+            tooltip="Control points per axis of the displacement grid",
+        )
+        self.sigma = FloatSpinBox(
+            label="Sigma (px)",
+            min=0,
+            max=100,
+            step=1,
+            value=e.sigma_pixels,
+            tooltip="Std of the control-point displacements (pixels)",
+        )
 
-        self.intensity_enabled = CheckBox(text="Intensity changes (image only)",
-                                          value=i.enabled)
-        self.brightness = FloatSpinBox(label="Max brightness shift", min=0, max=1, step=0.01,
-                                       value=i.brightness)
-        self.contrast_min = FloatSpinBox(label="Contrast min", min=0.1, max=1, step=0.05,
-                                         value=i.contrast[0])
-        self.contrast_max = FloatSpinBox(label="Contrast max", min=1, max=5, step=0.05,
-                                         value=i.contrast[1])
-        self.gamma_min = FloatSpinBox(label="Gamma min", min=0.1, max=1, step=0.05,
-                                      value=i.gamma[0])
-        self.gamma_max = FloatSpinBox(label="Gamma max", min=1, max=5, step=0.05,
-                                      value=i.gamma[1])
-        self.noise_std = FloatSpinBox(label="Max noise std", min=0, max=1, step=0.01,
-                                      value=i.noise_std)
-        self.noise_probability = FloatSpinBox(label="Noise probability", min=0, max=1,
-                                              step=0.05, value=i.noise_probability)
-        self.blur_sigma = FloatSpinBox(label="Max blur sigma", min=0, max=5, step=0.1,
-                                       value=i.blur_sigma)
-        self.blur_probability = FloatSpinBox(label="Blur probability", min=0, max=1, step=0.05,
-                                             value=i.blur_probability)
+        self.intensity_enabled = CheckBox(text="Intensity changes (image only)", value=i.enabled)
+        self.brightness = FloatSpinBox(
+            label="Max brightness shift", min=0, max=1, step=0.01, value=i.brightness
+        )
+        self.contrast_min = FloatSpinBox(
+            label="Contrast min", min=0.1, max=1, step=0.05, value=i.contrast[0]
+        )
+        self.contrast_max = FloatSpinBox(
+            label="Contrast max", min=1, max=5, step=0.05, value=i.contrast[1]
+        )
+        self.gamma_min = FloatSpinBox(
+            label="Gamma min", min=0.1, max=1, step=0.05, value=i.gamma[0]
+        )
+        self.gamma_max = FloatSpinBox(label="Gamma max", min=1, max=5, step=0.05, value=i.gamma[1])
+        self.noise_std = FloatSpinBox(
+            label="Max noise std", min=0, max=1, step=0.01, value=i.noise_std
+        )
+        self.noise_probability = FloatSpinBox(
+            label="Noise probability", min=0, max=1, step=0.05, value=i.noise_probability
+        )
+        self.blur_sigma = FloatSpinBox(
+            label="Max blur sigma", min=0, max=5, step=0.1, value=i.blur_sigma
+        )
+        self.blur_probability = FloatSpinBox(
+            label="Blur probability", min=0, max=1, step=0.05, value=i.blur_probability
+        )
 
         self.preview_count = SpinBox(label="Previews", min=1, max=16, value=4)
         self.preview_button = PushButton(text="Preview on the current slice")
@@ -103,15 +122,37 @@ class AugmentTab(QWidget):
         self._seed = 0
         self.job: Job | None = None
 
-        self.affine_group = _group("Affine", [self.affine_enabled, self.affine_probability,
-                                              self.rotation, self.shift, self.shear,
-                                              self.zoom_min, self.zoom_max])
-        self.elastic_group = _group("Elastic", [self.elastic_enabled, self.elastic_probability,
-                                                self.grid_points, self.sigma])
-        self.intensity_group = _group("Intensity", [
-            self.intensity_enabled, self.brightness, self.contrast_min, self.contrast_max,
-            self.gamma_min, self.gamma_max, self.noise_std, self.noise_probability,
-            self.blur_sigma, self.blur_probability])
+        self.affine_group = _group(
+            "Affine",
+            [
+                self.affine_enabled,
+                self.affine_probability,
+                self.rotation,
+                self.shift,
+                self.shear,
+                self.zoom_min,
+                self.zoom_max,
+            ],
+        )
+        self.elastic_group = _group(
+            "Elastic",
+            [self.elastic_enabled, self.elastic_probability, self.grid_points, self.sigma],
+        )
+        self.intensity_group = _group(
+            "Intensity",
+            [
+                self.intensity_enabled,
+                self.brightness,
+                self.contrast_min,
+                self.contrast_max,
+                self.gamma_min,
+                self.gamma_max,
+                self.noise_std,
+                self.noise_probability,
+                self.blur_sigma,
+                self.blur_probability,
+            ],
+        )
 
         inner = QWidget()
         inner_layout = QVBoxLayout(inner)
@@ -129,24 +170,53 @@ class AugmentTab(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
 
-        for toggle in (self.enabled, self.affine_enabled, self.elastic_enabled,
-                       self.intensity_enabled):
+        for toggle in (
+            self.enabled,
+            self.affine_enabled,
+            self.elastic_enabled,
+            self.intensity_enabled,
+        ):
             toggle.changed.connect(self._update_enabled)
         self._update_enabled()
 
     def _update_enabled(self) -> None:
         on = self.enabled.value
-        for widget in (self.flips, self.rot90, self.affine_enabled, self.elastic_enabled,
-                       self.intensity_enabled):
+        for widget in (
+            self.flips,
+            self.rot90,
+            self.affine_enabled,
+            self.elastic_enabled,
+            self.intensity_enabled,
+        ):
             widget.enabled = on
-        groups = ((self.affine_enabled, [self.affine_probability, self.rotation, self.shift,
-                                         self.shear, self.zoom_min, self.zoom_max]),
-                  (self.elastic_enabled, [self.elastic_probability, self.grid_points,
-                                          self.sigma]),
-                  (self.intensity_enabled, [self.brightness, self.contrast_min,
-                                            self.contrast_max, self.gamma_min, self.gamma_max,
-                                            self.noise_std, self.noise_probability,
-                                            self.blur_sigma, self.blur_probability]))
+        groups = (
+            (
+                self.affine_enabled,
+                [
+                    self.affine_probability,
+                    self.rotation,
+                    self.shift,
+                    self.shear,
+                    self.zoom_min,
+                    self.zoom_max,
+                ],
+            ),
+            (self.elastic_enabled, [self.elastic_probability, self.grid_points, self.sigma]),
+            (
+                self.intensity_enabled,
+                [
+                    self.brightness,
+                    self.contrast_min,
+                    self.contrast_max,
+                    self.gamma_min,
+                    self.gamma_max,
+                    self.noise_std,
+                    self.noise_probability,
+                    self.blur_sigma,
+                    self.blur_probability,
+                ],
+            ),
+        )
         for toggle, widgets in groups:
             for widget in widgets:
                 widget.enabled = on and toggle.value
@@ -190,17 +260,30 @@ class AugmentTab(QWidget):
 
         def done(result: tuple[np.ndarray, np.ndarray]) -> None:
             images, masks = result
-            add_or_update_layer(viewer, f"{name} augmented", images, "image",
-                                contrast_limits=(0.0, 1.0), translate=translate)
-            add_or_update_layer(viewer, f"{name} augmented mask", masks, "labels",
-                                opacity=0.4, translate=translate)
+            add_or_update_layer(
+                viewer,
+                f"{name} augmented",
+                images,
+                "image",
+                contrast_limits=(0.0, 1.0),
+                translate=translate,
+            )
+            add_or_update_layer(
+                viewer, f"{name} augmented mask", masks, "labels", opacity=0.4, translate=translate
+            )
             self.dock.status(f"{len(images)} augmented patches of slice {z} added")
 
         self.preview_button.enabled = False
         self.dock.status("computing the augmentation preview (TensorFlow)…")
         self.job = start_job(
-            self.dock.jobs, "preview", preview_job, image2d, mask2d, config,
-            int(self.preview_count.value), self._seed,
+            self.dock.jobs,
+            "preview",
+            preview_job,
+            image2d,
+            mask2d,
+            config,
+            int(self.preview_count.value),
+            self._seed,
             on_returned=done,
             on_errored=lambda exc: notify.report_exception(exc, "the augmentation preview"),
             on_finished=self._preview_finished,

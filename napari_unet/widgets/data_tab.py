@@ -34,36 +34,71 @@ class DataTab(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         data_defaults, train_defaults = DataConfig(), TrainConfig()
-        self.image = ComboBox(label="Image", choices=self._images, nullable=False,
-                              tooltip="EM image layer (2D or a Z stack) to train on")
-        self.mask = ComboBox(label="Mask", choices=self._masks,
-                             tooltip="Mask layer: nonzero = the class to segment "
-                             "(0/1/2 = unlabeled/background/foreground for sparse scribbles)")
-        self.val_mode = RadioButtons(label="Validation", choices=[VAL_FRACTION, VAL_LAYERS],
-                                     value=VAL_FRACTION, orientation="horizontal")
-        self.val_fraction = FloatSpinBox(label="Held-out fraction", min=0.0, max=0.9, step=0.05,
-                                         value=data_defaults.val_fraction,
-                                         tooltip="Fraction of the slices kept for validation")
+        self.image = ComboBox(
+            label="Image",
+            choices=self._images,
+            nullable=False,
+            tooltip="EM image layer (2D or a Z stack) to train on",
+        )
+        self.mask = ComboBox(
+            label="Mask",
+            choices=self._masks,
+            tooltip="Mask layer: nonzero = the class to segment "
+            "(0/1/2 = unlabeled/background/foreground for sparse scribbles)",
+        )
+        self.val_mode = RadioButtons(
+            label="Validation",
+            choices=[VAL_FRACTION, VAL_LAYERS],
+            value=VAL_FRACTION,
+            orientation="horizontal",
+        )
+        self.val_fraction = FloatSpinBox(
+            label="Held-out fraction",
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            value=data_defaults.val_fraction,
+            tooltip="Fraction of the slices kept for validation",
+        )
         self.val_image = ComboBox(label="Val image", choices=self._images)
         self.val_mask = ComboBox(label="Val mask", choices=self._masks)
-        self.patch_size = SpinBox(label="Patch size", min=16, max=4096, step=16,
-                                  value=train_defaults.patch_size,
-                                  tooltip="Side of the square training patches (pixels); "
-                                  "a multiple of 2**depth of the network")
-        self.normalization = ComboBox(label="Normalization", choices=["stack", "slice"],
-                                      value=data_defaults.normalization,
-                                      tooltip="Percentile normalization over the whole stack "
-                                      "or slice by slice")
+        self.patch_size = SpinBox(
+            label="Patch size",
+            min=16,
+            max=4096,
+            step=16,
+            value=train_defaults.patch_size,
+            tooltip="Side of the square training patches (pixels); "
+            "a multiple of 2**depth of the network",
+        )
+        self.normalization = ComboBox(
+            label="Normalization",
+            choices=["stack", "slice"],
+            value=data_defaults.normalization,
+            tooltip="Percentile normalization over the whole stack or slice by slice",
+        )
         low, high = data_defaults.percentiles
-        self.percentile_low = FloatSpinBox(label="Low percentile", min=0.0, max=50.0, step=0.1,
-                                           value=low)
-        self.percentile_high = FloatSpinBox(label="High percentile", min=50.0, max=100.0,
-                                            step=0.1, value=high)
+        self.percentile_low = FloatSpinBox(
+            label="Low percentile", min=0.0, max=50.0, step=0.1, value=low
+        )
+        self.percentile_high = FloatSpinBox(
+            label="High percentile", min=50.0, max=100.0, step=0.1, value=high
+        )
         self.summary = Label(value="")
         self.form = Container(
-            widgets=[self.image, self.mask, self.val_mode, self.val_fraction, self.val_image,
-                     self.val_mask, self.patch_size, self.normalization, self.percentile_low,
-                     self.percentile_high, self.summary],
+            widgets=[
+                self.image,
+                self.mask,
+                self.val_mode,
+                self.val_fraction,
+                self.val_image,
+                self.val_mask,
+                self.patch_size,
+                self.normalization,
+                self.percentile_low,
+                self.percentile_high,
+                self.summary,
+            ],
             labels=True,
         )
         self.val_mode.changed.connect(self._update_visibility)
@@ -124,8 +159,7 @@ class DataTab(QWidget):
 
             raise UserInputError("the image and the mask must be two different layers")
         check_same_grid(image, mask)
-        layers: dict[str, Any] = {"image": image, "mask": mask, "val_image": None,
-                                  "val_mask": None}
+        layers: dict[str, Any] = {"image": image, "mask": mask, "val_image": None, "val_mask": None}
         if self.explicit_validation:
             val_image = require_layer(self.val_image.value, "a validation image layer")
             val_mask = require_layer(self.val_mask.value, "a validation mask layer")

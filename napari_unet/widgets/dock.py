@@ -74,9 +74,14 @@ class UNetDock(QWidget):
         self.predict_tab = PredictTab(self)
         self.export_tab = ExportTab(self)
         self.loop_tab = LoopTab(self)
-        for tab, title in ((self.data_tab, "Data"), (self.augment_tab, "Augment"),
-                           (self.train_tab, "Train"), (self.predict_tab, "Predict"),
-                           (self.export_tab, "Export"), (self.loop_tab, "Correct & retrain")):
+        for tab, title in (
+            (self.data_tab, "Data"),
+            (self.augment_tab, "Augment"),
+            (self.train_tab, "Train"),
+            (self.predict_tab, "Predict"),
+            (self.export_tab, "Export"),
+            (self.loop_tab, "Correct & retrain"),
+        ):
             self.tabs.addTab(tab, title.replace("&", "&&"))  # a literal '&', not a shortcut
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
@@ -87,9 +92,11 @@ class UNetDock(QWidget):
         layout.addWidget(self.status_label)
         self.setMinimumWidth(360)
 
-        self._layer_events = [getattr(napari_viewer.layers.events, name)
-                              for name in ("inserted", "removed", "reordered", "renamed")
-                              if hasattr(napari_viewer.layers.events, name)]
+        self._layer_events = [
+            getattr(napari_viewer.layers.events, name)
+            for name in ("inserted", "removed", "reordered", "renamed")
+            if hasattr(napari_viewer.layers.events, name)
+        ]
         for emitter in self._layer_events:
             emitter.connect(self._on_layers_changed)
         # Stop background work however the widget goes away. The handler only
@@ -139,7 +146,9 @@ class UNetDock(QWidget):
         if self.allow_overwrite is not None:
             return bool(self.allow_overwrite)
         answer = QMessageBox.question(
-            self, "Replace?", f"{target} already exists.\nReplace it?",
+            self,
+            "Replace?",
+            f"{target} already exists.\nReplace it?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No,
         )

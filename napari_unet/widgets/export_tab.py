@@ -42,18 +42,20 @@ class ExportTab(QWidget):
         super().__init__(parent)
         self.dock = dock
         self.mask = ComboBox(label="Mask layer", choices=self._labels)
-        self.format = ComboBox(label="Format", choices=[FORMAT_TIFF, FORMAT_PNG],
-                               value=FORMAT_TIFF)
+        self.format = ComboBox(label="Format", choices=[FORMAT_TIFF, FORMAT_PNG], value=FORMAT_TIFF)
         self.export_button = PushButton(text="Export mask…")
-        note = Label(value="Binary masks are written as 0/255 (the training convention);\n"
-                     "instance labels keep their values.")
+        note = Label(
+            value="Binary masks are written as 0/255 (the training convention);\n"
+            "instance labels keep their values."
+        )
         self.model_label = QLabel("Model folder: none yet (train or load one)")
         self.model_label.setWordWrap(True)
         self.copy_button = PushButton(text="Copy model folder to…")
         self.export_button.changed.connect(self._on_export_clicked)
         self.copy_button.changed.connect(self._on_copy_clicked)
-        self.form = Container(widgets=[self.mask, self.format, note, self.export_button],
-                              labels=True)
+        self.form = Container(
+            widgets=[self.mask, self.format, note, self.export_button], labels=True
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
         layout.addWidget(self.model_label)
@@ -71,8 +73,9 @@ class ExportTab(QWidget):
 
     def show_model(self, folder: Path | None) -> None:
         """Show which model folder :meth:`copy_model` copies."""
-        self.model_label.setText(f"Model folder: {folder}" if folder else
-                                 "Model folder: none yet (train or load one)")
+        self.model_label.setText(
+            f"Model folder: {folder}" if folder else "Model folder: none yet (train or load one)"
+        )
 
     # ----------------------------------------------------------------- masks
 
@@ -84,7 +87,8 @@ class ExportTab(QWidget):
         png = self.format.value == FORMAT_PNG
         start = str(Path.home() / safe_name(layer.name))
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export the mask as a folder of PNG slices" if png else "Export the mask",
+            self,
+            "Export the mask as a folder of PNG slices" if png else "Export the mask",
             start if png else start + ".tif",
             "Folder (*)" if png else "TIFF (*.tif *.tiff)",
             options=QFileDialog.Option.DontConfirmOverwrite,
@@ -129,8 +133,9 @@ class ExportTab(QWidget):
                 notify.warning(f"{target} exists; nothing was written")
                 return None
             overwrite = True
-        return self._start("export", write_mask_job, target, array,
-                           "png" if png else "tiff", overwrite)
+        return self._start(
+            "export", write_mask_job, target, array, "png" if png else "tiff", overwrite
+        )
 
     # ----------------------------------------------------------------- model folder
 
@@ -140,7 +145,10 @@ class ExportTab(QWidget):
             notify.error("there is no model to copy yet: train one or load one on Predict")
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Copy the model folder to", str(Path.home() / Path(source).name), "Folder (*)",
+            self,
+            "Copy the model folder to",
+            str(Path.home() / Path(source).name),
+            "Folder (*)",
             options=QFileDialog.Option.DontConfirmOverwrite,
         )
         if path:
@@ -177,7 +185,10 @@ class ExportTab(QWidget):
             self.export_button.enabled = self.copy_button.enabled = True
 
         self.job = start_job(
-            self.dock.jobs, what, func, *args,
+            self.dock.jobs,
+            what,
+            func,
+            *args,
             on_returned=done,
             on_errored=lambda exc: notify.report_exception(exc, f"the {what}"),
             on_finished=finished,

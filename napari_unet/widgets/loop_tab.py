@@ -96,8 +96,18 @@ def finetune_job(
         ensure_tensorflow()  # first: before any engine module can import it
         from napari_unet.engine.finetune import finetune_iter
 
-        return (yield from finetune_iter(parent, images, masks, slices=slices, output=output,
-                                         max_minutes=max_minutes, stop=stop, metadata=metadata))
+        return (
+            yield from finetune_iter(
+                parent,
+                images,
+                masks,
+                slices=slices,
+                output=output,
+                max_minutes=max_minutes,
+                stop=stop,
+                metadata=metadata,
+            )
+        )
 
     return (yield from _forward(_in_own_thread(events, "fine-tuning"), closing))
 
@@ -188,38 +198,50 @@ class LoopTab(QWidget):
         self._steps_per_epoch = 10
 
         # ---- 1. corrections
-        self.corrections = ComboBox(label="Corrections", choices=self._labels_choices,
-                                    nullable=True,
-                                    tooltip="Labels layer you correct (usually '<image> "
-                                    "prediction')")
+        self.corrections = ComboBox(
+            label="Corrections",
+            choices=self._labels_choices,
+            nullable=True,
+            tooltip="Labels layer you correct (usually '<image> prediction')",
+        )
         self.image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
-        self.sparse_slices = ComboBox(label="Label slices",
-                                      choices=[SPARSE_CURRENT, SPARSE_LISTED, SPARSE_ALL],
-                                      value=SPARSE_CURRENT,
-                                      tooltip="Which slices the sparse layer labels; the "
-                                      "others become 0 = unlabeled")
-        self.corrections_form = Container(widgets=[self.corrections, self.image,
-                                                   self.sparse_slices], labels=True)
+        self.sparse_slices = ComboBox(
+            label="Label slices",
+            choices=[SPARSE_CURRENT, SPARSE_LISTED, SPARSE_ALL],
+            value=SPARSE_CURRENT,
+            tooltip="Which slices the sparse layer labels; the others become 0 = unlabeled",
+        )
+        self.corrections_form = Container(
+            widgets=[self.corrections, self.image, self.sparse_slices], labels=True
+        )
         self.convention_label = QLabel("")
         self.convention_label.setWordWrap(True)
         self.sparse_button = QPushButton("Convert to sparse (0 unlabeled, 1 bg, 2 fg)")
         self.reviewed_button = QPushButton("Mark current slice as reviewed")
         self.baseline_button = QPushButton("Accept edits as baseline")
-        self.baseline_button.setToolTip("Take a new copy of the layer: no slice counts as "
-                                        "corrected any more (reviewed marks are cleared)")
+        self.baseline_button.setToolTip(
+            "Take a new copy of the layer: no slice counts as "
+            "corrected any more (reviewed marks are cleared)"
+        )
         self.edits_list = QListWidget()
         self.edits_list.setMaximumHeight(90)
         self.edits_list.itemDoubleClicked.connect(self._on_edit_double_clicked)
 
         # ---- 2. fine-tuning
-        self.budget = FloatSpinBox(label="Budget (minutes)", min=0.01, max=600.0, step=0.5,
-                                   value=2.0)
+        self.budget = FloatSpinBox(
+            label="Budget (minutes)", min=0.01, max=600.0, step=0.5, value=2.0
+        )
         self.auto_predict = CheckBox(text="Re-predict when done", value=False)
-        self.project_folder = FileEdit(label="Project folder", mode="d", value="",
-                                       tooltip="Holds the model versions v001, v002… and "
-                                       "autosave/; default: the current model's folder parent")
-        self.finetune_form = Container(widgets=[self.budget, self.auto_predict,
-                                                self.project_folder], labels=True)
+        self.project_folder = FileEdit(
+            label="Project folder",
+            mode="d",
+            value="",
+            tooltip="Holds the model versions v001, v002… and "
+            "autosave/; default: the current model's folder parent",
+        )
+        self.finetune_form = Container(
+            widgets=[self.budget, self.auto_predict, self.project_folder], labels=True
+        )
         self.finetune_button = QPushButton("Fine-tune on corrections")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -234,22 +256,25 @@ class LoopTab(QWidget):
 
         # ---- 3. versions
         self.versions_table = QTableWidget(0, 5)
-        self.versions_table.setHorizontalHeaderLabels(["version", "in use", "parent", "created",
-                                                       "metrics"])
+        self.versions_table.setHorizontalHeaderLabels(
+            ["version", "in use", "parent", "created", "metrics"]
+        )
         self.versions_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.versions_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.versions_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.versions_table.verticalHeader().setVisible(False)
         self.versions_table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+            QHeaderView.ResizeMode.ResizeToContents
+        )
         self.versions_table.setMaximumHeight(130)
         self.use_button = QPushButton("Use this version")
         self.predict_button = QPushButton("Predict with it")
         self.refresh_versions_button = QPushButton("Refresh")
 
         # ---- 4. metrics
-        self.truth = ComboBox(label="Ground truth", choices=self._labels_choices, nullable=True,
-                              value=None)
+        self.truth = ComboBox(
+            label="Ground truth", choices=self._labels_choices, nullable=True, value=None
+        )
         self.metrics_form = Container(widgets=[self.truth], labels=True)
         self.metrics_button = QPushButton("Compute metrics")
         self.rank_button = QPushButton("Rank by uncertainty")
@@ -264,8 +289,9 @@ class LoopTab(QWidget):
         self.instances_button = QPushButton("Instances")
 
         # ---- 6. autosave
-        self.autosave_minutes = FloatSpinBox(label="Autosave every (min)", min=0.0, max=600.0,
-                                             step=1.0, value=3.0, tooltip="0 = off")
+        self.autosave_minutes = FloatSpinBox(
+            label="Autosave every (min)", min=0.0, max=600.0, step=1.0, value=3.0, tooltip="0 = off"
+        )
         self.autosave_form = Container(widgets=[self.autosave_minutes], labels=True)
         self.autosave_button = QPushButton("Save now")
         self.restore_button = QPushButton("Restore autosave")
@@ -274,24 +300,62 @@ class LoopTab(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        layout.addWidget(_group("Corrections", [
-            self.corrections_form.native, self.convention_label, self.sparse_button,
-            _row(self.reviewed_button, self.baseline_button),
-            QLabel("Corrected / reviewed slices (double-click to show):"), self.edits_list]))
-        layout.addWidget(_group("Fine-tune", [
-            self.finetune_form.native, _row(self.finetune_button, self.stop_button),
-            self.progress_bar, self.status_label, self.plot]))
-        layout.addWidget(_group("Model versions", [
-            self.versions_table,
-            _row(self.use_button, self.predict_button, self.refresh_versions_button)]))
-        layout.addWidget(_group("Metrics", [
-            self.metrics_form.native, _row(self.metrics_button, self.rank_button),
-            self.metrics_label, self.metrics_table]))
-        layout.addWidget(_group("Instances", [self.instances_form.native,
-                                              self.instances_button]))
-        layout.addWidget(_group("Autosave", [
-            self.autosave_form.native, _row(self.autosave_button, self.restore_button),
-            self.autosave_label]))
+        layout.addWidget(
+            _group(
+                "Corrections",
+                [
+                    self.corrections_form.native,
+                    self.convention_label,
+                    self.sparse_button,
+                    _row(self.reviewed_button, self.baseline_button),
+                    QLabel("Corrected / reviewed slices (double-click to show):"),
+                    self.edits_list,
+                ],
+            )
+        )
+        layout.addWidget(
+            _group(
+                "Fine-tune",
+                [
+                    self.finetune_form.native,
+                    _row(self.finetune_button, self.stop_button),
+                    self.progress_bar,
+                    self.status_label,
+                    self.plot,
+                ],
+            )
+        )
+        layout.addWidget(
+            _group(
+                "Model versions",
+                [
+                    self.versions_table,
+                    _row(self.use_button, self.predict_button, self.refresh_versions_button),
+                ],
+            )
+        )
+        layout.addWidget(
+            _group(
+                "Metrics",
+                [
+                    self.metrics_form.native,
+                    _row(self.metrics_button, self.rank_button),
+                    self.metrics_label,
+                    self.metrics_table,
+                ],
+            )
+        )
+        layout.addWidget(_group("Instances", [self.instances_form.native, self.instances_button]))
+        layout.addWidget(
+            _group(
+                "Autosave",
+                [
+                    self.autosave_form.native,
+                    _row(self.autosave_button, self.restore_button),
+                    self.autosave_label,
+                ],
+            )
+        )
         layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -352,8 +416,11 @@ class LoopTab(QWidget):
         self._known_layers = {id(layer) for layer in self.viewer.layers}
         for form in (self.corrections_form, self.metrics_form):
             form.reset_choices()
-        predictions = [layer for layer in new if isinstance(layer, Labels)
-                       and layer.name.endswith(" prediction")]
+        predictions = [
+            layer
+            for layer in new
+            if isinstance(layer, Labels) and layer.name.endswith(" prediction")
+        ]
         if predictions:
             self.corrections.value = predictions[-1]
         live = {id(layer) for layer in self.viewer.layers}
@@ -377,8 +444,7 @@ class LoopTab(QWidget):
             self._track(layer)
             if layer.name.endswith(" prediction"):
                 source = layer.name[: -len(" prediction")]
-                if source in self.viewer.layers and isinstance(self.viewer.layers[source],
-                                                               Image):
+                if source in self.viewer.layers and isinstance(self.viewer.layers[source], Image):
                     self.image.value = self.viewer.layers[source]
         self.refresh_edits()
 
@@ -389,8 +455,10 @@ class LoopTab(QWidget):
         if track is None:
             track = EditTrack(baseline=np.array(snapshot(layer)))
             self._tracks[id(layer)] = track
-            for emitter, slot in ((layer.events.data, self._on_layer_data),
-                                  (getattr(layer.events, "paint", None), self._on_layer_paint)):
+            for emitter, slot in (
+                (layer.events.data, self._on_layer_data),
+                (getattr(layer.events, "paint", None), self._on_layer_paint),
+            ):
                 if emitter is not None:
                     emitter.connect(slot)
                     self._connected.append((emitter, slot))
@@ -461,8 +529,9 @@ class LoopTab(QWidget):
         self.convention_label.setText(f"Convention: {_CONVENTION_TEXT[convention]}")
         edited, reviewed = set(self.edited_slices(layer)), set(self.reviewed_slices(layer))
         for z in sorted(edited | reviewed):
-            what = " + ".join(w for w, s in (("corrected", edited), ("reviewed", reviewed))
-                              if z in s)
+            what = " + ".join(
+                w for w, s in (("corrected", edited), ("reviewed", reviewed)) if z in s
+            )
             self.edits_list.addItem(f"slice {z}: {what}")
 
     def convention(self) -> str:
@@ -502,8 +571,10 @@ class LoopTab(QWidget):
             elif choice == SPARSE_LISTED:
                 slices = self.training_slices(layer)
                 if not slices:
-                    raise UserInputError("no corrected or reviewed slices to label; correct "
-                                         "or mark slices first, or choose 'current slice'")
+                    raise UserInputError(
+                        "no corrected or reviewed slices to label; correct "
+                        "or mark slices first, or choose 'current slice'"
+                    )
             else:
                 slices = [current_slice(self.viewer, layer)]
         except UserInputError as exc:
@@ -511,12 +582,19 @@ class LoopTab(QWidget):
             return None
         sparse = to_sparse_annotation(stack, slices)
         sparse = sparse if data.ndim == 3 else sparse[0]
-        new, updated = add_or_update_layer(self.viewer, f"{layer.name} sparse", sparse, "labels",
-                                           scale=tuple(layer.scale),
-                                           translate=tuple(layer.translate))
+        new, updated = add_or_update_layer(
+            self.viewer,
+            f"{layer.name} sparse",
+            sparse,
+            "labels",
+            scale=tuple(layer.scale),
+            translate=tuple(layer.translate),
+        )
         what = "every slice" if slices is None else f"slices {', '.join(map(str, slices))}"
-        notify.info(f"{'Updated' if updated else 'Added'} '{new.name}' (sparse: 0 unlabeled, "
-                    f"1 background, 2 foreground; labelled on {what})")
+        notify.info(
+            f"{'Updated' if updated else 'Added'} '{new.name}' (sparse: 0 unlabeled, "
+            f"1 background, 2 foreground; labelled on {what})"
+        )
         return new
 
     # ----------------------------------------------------------------- versions
@@ -555,8 +633,10 @@ class LoopTab(QWidget):
         store = self.version_store()
         current = store.current() if store is not None else None
         if current is None:
-            raise UserInputError("no current model: train one, load one on the Predict tab, "
-                                 "or choose a project folder with versions")
+            raise UserInputError(
+                "no current model: train one, load one on the Predict tab, "
+                "or choose a project folder with versions"
+            )
         return current.path
 
     def refresh_versions(self) -> None:
@@ -570,11 +650,19 @@ class LoopTab(QWidget):
         table = self.versions_table
         table.setRowCount(len(versions))
         for row, info in enumerate(versions):
-            in_use = (model_dir == info.path.resolve()) if model_dir is not None else (
-                current is not None and current.name == info.name)
+            in_use = (
+                (model_dir == info.path.resolve())
+                if model_dir is not None
+                else (current is not None and current.name == info.name)
+            )
             created = (info.created or "").replace("T", " ")[:19]
-            cells = [info.name, "✓" if in_use else "", info.parent or "", created,
-                     _metrics_text(info.metrics, self._eval_by_version.get(info.name))]
+            cells = [
+                info.name,
+                "✓" if in_use else "",
+                info.parent or "",
+                created,
+                _metrics_text(info.metrics, self._eval_by_version.get(info.name)),
+            ]
             for col, text in enumerate(cells):
                 table.setItem(row, col, QTableWidgetItem(text))
             if in_use:
@@ -582,8 +670,9 @@ class LoopTab(QWidget):
 
     def version_names(self) -> list[str]:
         """Names in the versions table, top to bottom."""
-        return [self.versions_table.item(r, 0).text()
-                for r in range(self.versions_table.rowCount())]
+        return [
+            self.versions_table.item(r, 0).text() for r in range(self.versions_table.rowCount())
+        ]
 
     def _selected_version(self, name: str | None) -> Any:
         store = self.version_store()
@@ -636,9 +725,11 @@ class LoopTab(QWidget):
             layer = require_layer(self.corrections_layer(), "a corrections layer")
             image = require_layer(self.image_layer(), "the image layer the corrections are on")
             if layer_stack_shape(image) != layer_stack_shape(layer):
-                raise UserInputError(f"corrections {layer.name!r} {layer_stack_shape(layer)} "
-                                     f"and image {image.name!r} {layer_stack_shape(image)} "
-                                     "differ in shape")
+                raise UserInputError(
+                    f"corrections {layer.name!r} {layer_stack_shape(layer)} "
+                    f"and image {image.name!r} {layer_stack_shape(image)} "
+                    "differ in shape"
+                )
             parent = self.current_model_dir()
             masks = np.asarray(snapshot(layer))
             convention = self.convention()
@@ -648,8 +739,9 @@ class LoopTab(QWidget):
             if convention == "sparse":
                 slices = None  # every slice holding scribbles
             elif not slices:
-                raise UserInputError("no corrected slices: paint corrections on the layer or "
-                                     "mark slices as reviewed")
+                raise UserInputError(
+                    "no corrected slices: paint corrections on the layer or mark slices as reviewed"
+                )
             if convention == "instances":
                 masks = (masks > 0).astype(np.uint8)
             project = self.project_dir()
@@ -662,22 +754,37 @@ class LoopTab(QWidget):
             notify.error(str(exc))
             return None
         images = snapshot(image)
-        metadata = {"napari_layers": {"image": image.name, "corrections": layer.name},
-                    "corrected_slices": self.edited_slices(layer),
-                    "reviewed_slices": self.reviewed_slices(layer)}
+        metadata = {
+            "napari_layers": {"image": image.name, "corrections": layer.name},
+            "corrected_slices": self.edited_slices(layer),
+            "reviewed_slices": self.reviewed_slices(layer),
+        }
         minutes = float(self.budget.value)
         self._budget_seconds = max(minutes * 60.0, 1.0)
         self.plot.clear()
         self.last_result = None
-        self.progress.start(round(self._budget_seconds),
-                            f"fine-tuning {parent.name} on "
-                            f"{'the labelled slices' if slices is None else slices}…")
+        self.progress.start(
+            round(self._budget_seconds),
+            f"fine-tuning {parent.name} on {'the labelled slices' if slices is None else slices}…",
+        )
         self.finetune_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self.job = start_job(
-            self.dock.jobs, "fine-tuning", finetune_job, parent, images, masks, slices, output,
-            minutes, metadata, on_yielded=self._on_event, on_returned=self._on_returned,
-            on_errored=self._on_errored, on_finished=self._on_finished, pass_events=True,
+            self.dock.jobs,
+            "fine-tuning",
+            finetune_job,
+            parent,
+            images,
+            masks,
+            slices,
+            output,
+            minutes,
+            metadata,
+            on_yielded=self._on_event,
+            on_returned=self._on_returned,
+            on_errored=self._on_errored,
+            on_finished=self._on_finished,
+            pass_events=True,
         )
         return self.job
 
@@ -722,8 +829,10 @@ class LoopTab(QWidget):
                 notify.warning(str(exc))
         self.dock.set_model_dir(folder, "trained")
         self.refresh_versions()
-        notify.info(f"Fine-tuned model {folder.name} is now in use; press 'Predict with it' "
-                    "to see its prediction")
+        notify.info(
+            f"Fine-tuned model {folder.name} is now in use; press 'Predict with it' "
+            "to see its prediction"
+        )
         self.dock.status(f"fine-tuned model {folder.name} saved in {folder}")
         if self.auto_predict.value:
             if _VERSION.match(folder.name):
@@ -771,14 +880,17 @@ class LoopTab(QWidget):
             notify.info("metrics are already being computed")
             return None
         try:
-            truth = require_layer(self.truth.value if layer_in_viewer(self.viewer,
-                                                                      self.truth.value)
-                                  else None, "a ground-truth Labels layer")
+            truth = require_layer(
+                self.truth.value if layer_in_viewer(self.viewer, self.truth.value) else None,
+                "a ground-truth Labels layer",
+            )
             prob = self.probability_layer()
             if layer_stack_shape(prob) != layer_stack_shape(truth):
-                raise UserInputError(f"ground truth {truth.name!r} {layer_stack_shape(truth)} "
-                                     f"and {prob.name!r} {layer_stack_shape(prob)} differ in "
-                                     "shape")
+                raise UserInputError(
+                    f"ground truth {truth.name!r} {layer_stack_shape(truth)} "
+                    f"and {prob.name!r} {layer_stack_shape(prob)} differ in "
+                    "shape"
+                )
         except UserInputError as exc:
             notify.error(str(exc))
             return None
@@ -790,23 +902,36 @@ class LoopTab(QWidget):
             self._show_metrics(result, version, prob.name, truth.name)
 
         self.metrics_job = start_job(
-            self.dock.jobs, "metrics", metrics_job, np.asarray(snapshot(prob)),
-            np.asarray(snapshot(truth)), threshold, on_returned=on_returned,
+            self.dock.jobs,
+            "metrics",
+            metrics_job,
+            np.asarray(snapshot(prob)),
+            np.asarray(snapshot(truth)),
+            threshold,
+            on_returned=on_returned,
             on_errored=lambda exc: self._metrics_failed(exc, "computing metrics"),
         )
         return self.metrics_job
 
     def _show_metrics(self, result: dict[str, Any], version: str, prob: str, truth: str) -> None:
-        previous = next(((name, res) for name, res in reversed(self._metrics_history)
-                         if name != version and res.get("n_slices") == result.get("n_slices")),
-                        None)
+        previous = next(
+            (
+                (name, res)
+                for name, res in reversed(self._metrics_history)
+                if name != version and res.get("n_slices") == result.get("n_slices")
+            ),
+            None,
+        )
         self._metrics_history.append((version, result))
         self._metrics_history = self._metrics_history[-10:]
         self._eval_by_version[version] = result
-        self.metrics_table.show_metrics(result, previous[1] if previous else None,
-                                        previous[0] if previous else "")
-        text = (f"{prob} vs {truth} ({version}): Rand F {result['rand_fscore']:.3f}, "
-                f"Dice {result['dice']:.3f}; worst slices first")
+        self.metrics_table.show_metrics(
+            result, previous[1] if previous else None, previous[0] if previous else ""
+        )
+        text = (
+            f"{prob} vs {truth} ({version}): Rand F {result['rand_fscore']:.3f}, "
+            f"Dice {result['dice']:.3f}; worst slices first"
+        )
         if previous:
             text += f"; Δ columns: change since {previous[0]}"
         self.metrics_label.setText(text)
@@ -826,11 +951,16 @@ class LoopTab(QWidget):
 
         def on_returned(ranking: list[dict[str, float]]) -> None:
             self.metrics_table.show_ranking(ranking)
-            self.metrics_label.setText(f"{prob.name}: most uncertain slices first (probability "
-                                       "near 0.5); correct those next")
+            self.metrics_label.setText(
+                f"{prob.name}: most uncertain slices first (probability "
+                "near 0.5); correct those next"
+            )
 
         self.metrics_job = start_job(
-            self.dock.jobs, "metrics", uncertainty_job, np.asarray(snapshot(prob)),
+            self.dock.jobs,
+            "metrics",
+            uncertainty_job,
+            np.asarray(snapshot(prob)),
             on_returned=on_returned,
             on_errored=lambda exc: self._metrics_failed(exc, "ranking slices"),
         )
@@ -850,8 +980,9 @@ class LoopTab(QWidget):
         except UserInputError as exc:
             notify.error(str(exc))
             return None
-        base = prob.name[: -len(" probability")] if prob.name.endswith(" probability") else (
-            prob.name)
+        base = (
+            prob.name[: -len(" probability")] if prob.name.endswith(" probability") else (prob.name)
+        )
         name = f"{base} instances"
         placement = {"scale": tuple(prob.scale), "translate": tuple(prob.translate)}
         threshold = float(self.dock.predict_tab.threshold.value)
@@ -863,8 +994,14 @@ class LoopTab(QWidget):
             self.dock.status(f"{name}: {count} objects (threshold {threshold:.2f})")
 
         self.instances_job = start_job(
-            self.dock.jobs, "instances", instances_job, np.asarray(snapshot(prob)), threshold,
-            int(self.min_size.value), bool(self.fill_holes.value), on_returned=on_returned,
+            self.dock.jobs,
+            "instances",
+            instances_job,
+            np.asarray(snapshot(prob)),
+            threshold,
+            int(self.min_size.value),
+            bool(self.fill_holes.value),
+            on_returned=on_returned,
             on_errored=lambda exc: notify.report_exception(exc, "finding instances"),
         )
         return self.instances_job
@@ -913,16 +1050,24 @@ class LoopTab(QWidget):
         saver = self.autosaver()
         if saver is None:
             if force:
-                notify.error("no project folder for autosave: train or load a model, or "
-                             "choose a project folder")
+                notify.error(
+                    "no project folder for autosave: train or load a model, or "
+                    "choose a project folder"
+                )
             return None
         image = self.image_layer()
-        metadata = {"image": image.name if image is not None else None,
-                    "model": str(self.dock.model_dir) if self.dock.model_dir else None}
+        metadata = {
+            "image": image.name if image is not None else None,
+            "model": str(self.dock.model_dir) if self.dock.model_dir else None,
+        }
         try:
-            version = saver.save(layer.name, np.asarray(snapshot(layer)),
-                                 edited_slices=self.training_slices(layer), metadata=metadata,
-                                 force=force)
+            version = saver.save(
+                layer.name,
+                np.asarray(snapshot(layer)),
+                edited_slices=self.training_slices(layer),
+                metadata=metadata,
+                force=force,
+            )
         except UserInputError as exc:
             notify.error(f"autosave failed: {exc}")
             return None
@@ -1021,4 +1166,3 @@ def _row(*widgets: QWidget) -> QWidget:
     for widget in widgets:
         layout.addWidget(widget)
     return row
-

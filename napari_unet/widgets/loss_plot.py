@@ -42,7 +42,10 @@ class LossPlot(QWidget):
         legend.setBrush(pg.mkBrush(20, 20, 20, 160))
         self.train_curve = item.plot(name="train loss", pen=pg.mkPen("#4da6ff", width=2))
         self.val_curve = item.plot(
-            name="val loss", pen=pg.mkPen("#ff9933", width=2), symbol="o", symbolSize=6,
+            name="val loss",
+            pen=pg.mkPen("#ff9933", width=2),
+            symbol="o",
+            symbolSize=6,
             symbolBrush="#ff9933",
         )
         # right axis: metrics in [0, 1] in their own view box, x linked
@@ -59,7 +62,9 @@ class LossPlot(QWidget):
         )
         self.rand_curve = pg.PlotDataItem(
             pen=pg.mkPen("#cc66cc", width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-            symbol="s", symbolSize=6, symbolBrush="#cc66cc",
+            symbol="s",
+            symbolSize=6,
+            symbolBrush="#cc66cc",
         )
         self.metric_view.addItem(self.dice_curve)
         self.metric_view.addItem(self.rand_curve)
@@ -86,8 +91,19 @@ class LossPlot(QWidget):
 
     def clear(self) -> None:
         """Forget all points (a new run)."""
-        self.data = {k: [] for k in ("train_x", "train_y", "val_x", "val_y", "dice_x", "dice_y",
-                                     "rand_x", "rand_y")}
+        self.data = {
+            k: []
+            for k in (
+                "train_x",
+                "train_y",
+                "val_x",
+                "val_y",
+                "dice_x",
+                "dice_y",
+                "rand_x",
+                "rand_y",
+            )
+        }
         self._dirty = True
         self.flush()
 

@@ -50,8 +50,10 @@ class SortItem(QTableWidgetItem):
             return super().__lt__(other)
         if self.pinned != other.pinned:
             table = self.tableWidget()
-            ascending = (table is None or table.horizontalHeader().sortIndicatorOrder()
-                         == Qt.SortOrder.AscendingOrder)
+            ascending = (
+                table is None
+                or table.horizontalHeader().sortIndicatorOrder() == Qt.SortOrder.AscendingOrder
+            )
             # Qt sorts descending with ``right < left``: answer so the pinned row comes first
             return self.pinned if ascending else other.pinned
         return self.key < other.key
@@ -99,7 +101,9 @@ class MetricsTable(QTableWidget):
         self.setSortingEnabled(True)
 
     def show_metrics(
-        self, result: dict[str, Any], previous: dict[str, Any] | None = None,
+        self,
+        result: dict[str, Any],
+        previous: dict[str, Any] | None = None,
         previous_name: str = "",
     ) -> None:
         """Show ``metrics.evaluate`` output, sorted worst Rand F-score first.
@@ -118,15 +122,20 @@ class MetricsTable(QTableWidget):
             headers += [f"Δ {title}" for _, title, _ in METRIC_COLUMNS]
         before = {int(s["slice"]): s for s in (previous or {}).get("per_slice", [])}
 
-        def cells(record: dict[str, Any], old: dict[str, Any] | None, label: str,
-                  key: float) -> list[tuple[str, float]]:
+        def cells(
+            record: dict[str, Any], old: dict[str, Any] | None, label: str, key: float
+        ) -> list[tuple[str, float]]:
             row = [(label, key)]
-            row += [(_fmt(record.get(k)), float(record.get(k, math.nan))) for k, _, _ in
-                    METRIC_COLUMNS]
+            row += [
+                (_fmt(record.get(k)), float(record.get(k, math.nan))) for k, _, _ in METRIC_COLUMNS
+            ]
             if previous is not None:
                 for k, _, _ in METRIC_COLUMNS:
-                    delta = (float(record.get(k, math.nan)) - float(old.get(k, math.nan))
-                             if old is not None else math.nan)
+                    delta = (
+                        float(record.get(k, math.nan)) - float(old.get(k, math.nan))
+                        if old is not None
+                        else math.nan
+                    )
                     row.append((_fmt(delta, signed=True), delta))
             return row
 
@@ -144,10 +153,17 @@ class MetricsTable(QTableWidget):
 
     def show_ranking(self, ranking: list[dict[str, float]]) -> None:
         """Show ``ranking.rank_by_uncertainty`` output, most uncertain slice first."""
-        rows = [([(str(int(r["slice"])), float(r["slice"])),
-                  (_fmt(r["entropy"]), float(r["entropy"])),
-                  (_fmt(r["uncertain_fraction"]), float(r["uncertain_fraction"]))], False)
-                for r in ranking]
+        rows = [
+            (
+                [
+                    (str(int(r["slice"])), float(r["slice"])),
+                    (_fmt(r["entropy"]), float(r["entropy"])),
+                    (_fmt(r["uncertain_fraction"]), float(r["uncertain_fraction"])),
+                ],
+                False,
+            )
+            for r in ranking
+        ]
         self._fill(["slice", "uncertainty (entropy)", "fraction near 0.5"], rows)
         self.mode = "uncertainty"
         self.sortByColumn(1, Qt.SortOrder.DescendingOrder)

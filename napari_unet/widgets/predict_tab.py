@@ -62,21 +62,34 @@ class PredictTab(QWidget):
         self.dock = dock
         p = PredictConfig()
         self.source = ComboBox(label="Model", choices=self._sources, value=SOURCE_FOLDER)
-        self.model_folder = FileEdit(label="Model folder", mode="d", value="",
-                                     tooltip="A folder written by training (config.yaml, "
-                                     "best.keras)")
+        self.model_folder = FileEdit(
+            label="Model folder",
+            mode="d",
+            value="",
+            tooltip="A folder written by training (config.yaml, best.keras)",
+        )
         self.image = ComboBox(label="Image", choices=self._images)
-        self.tile_size = SpinBox(label="Tile size", min=16, max=8192, step=16,
-                                 value=p.tile_size)
+        self.tile_size = SpinBox(label="Tile size", min=16, max=8192, step=16, value=p.tile_size)
         self.tta = CheckBox(text="Test-time augmentation (8x slower)", value=p.tta)
-        self.threshold = FloatSlider(label="Threshold", min=0.01, max=0.99, step=0.01,
-                                     value=p.threshold)
+        self.threshold = FloatSlider(
+            label="Threshold", min=0.01, max=0.99, step=0.01, value=p.threshold
+        )
         self.predict_button = PushButton(text="Predict")
         self.stop_button = PushButton(text="Stop", enabled=False)
-        self.form = Container(widgets=[self.source, self.model_folder, self.image,
-                                       self.tile_size, self.tta, self.threshold], labels=True)
-        buttons = Container(widgets=[self.predict_button, self.stop_button],
-                            layout="horizontal", labels=False)
+        self.form = Container(
+            widgets=[
+                self.source,
+                self.model_folder,
+                self.image,
+                self.tile_size,
+                self.tta,
+                self.threshold,
+            ],
+            labels=True,
+        )
+        buttons = Container(
+            widgets=[self.predict_button, self.stop_button], layout="horizontal", labels=False
+        )
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -198,10 +211,17 @@ class PredictTab(QWidget):
             self._show_prediction(prediction, name, ndim, placement)
 
         self.job = start_job(
-            self.dock.jobs, "prediction", predict_job, model, data, predict_config,
+            self.dock.jobs,
+            "prediction",
+            predict_job,
+            model,
+            data,
+            predict_config,
             on_yielded=lambda event: self._on_event(event, folder),
             on_returned=on_returned,
-            on_errored=self._on_errored, on_finished=self._on_finished, pass_events=True,
+            on_errored=self._on_errored,
+            on_finished=self._on_finished,
+            pass_events=True,
         )
         return self.job
 
@@ -233,8 +253,15 @@ class PredictTab(QWidget):
         if len(placement["scale"]) != probability.ndim:
             placement = {}
         prob_layer, updated_prob = add_or_update_layer(
-            viewer, f"{name} probability", probability, "image", colormap="magma",
-            contrast_limits=(0.0, 1.0), blending="additive", opacity=0.6, visible=False,
+            viewer,
+            f"{name} probability",
+            probability,
+            "image",
+            colormap="magma",
+            contrast_limits=(0.0, 1.0),
+            blending="additive",
+            opacity=0.6,
+            visible=False,
             **placement,
         )
         pred_layer, updated_pred = add_or_update_layer(
@@ -245,8 +272,10 @@ class PredictTab(QWidget):
         text = f"done: {fraction:.0%} of the pixels above the threshold"
         self.progress.close(text)
         if updated_prob or updated_pred:
-            notify.info(f"Updated the existing layers '{pred_layer.name}' and "
-                        f"'{prob_layer.name}' with the new prediction")
+            notify.info(
+                f"Updated the existing layers '{pred_layer.name}' and "
+                f"'{prob_layer.name}' with the new prediction"
+            )
         self.dock.status(f"prediction of '{name}' added; correct it with the brush and eraser")
 
     def _on_errored(self, exc: BaseException) -> None:

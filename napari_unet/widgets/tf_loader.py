@@ -87,8 +87,7 @@ def _preload_libraries() -> list[str]:
     folder = Path(next(iter(spec.submodule_search_locations)))
     deepbind = getattr(os, "RTLD_DEEPBIND", 0) if llvm_is_loaded() else 0
     loaded = []
-    for names, mode in ((_LLVM_LIBRARIES, os.RTLD_NOW | deepbind),
-                        (_OTHER_LIBRARIES, os.RTLD_NOW)):
+    for names, mode in ((_LLVM_LIBRARIES, os.RTLD_NOW | deepbind), (_OTHER_LIBRARIES, os.RTLD_NOW)):
         for name in names:
             path = folder / name
             if not path.exists():

@@ -48,31 +48,58 @@ class TrainTab(QWidget):
         super().__init__(parent)
         self.dock = dock
         t = TrainConfig()
-        self.preset = ComboBox(label="Model", choices=list(MODEL_PRESETS), value=DEFAULT_PRESET,
-                               tooltip="\n".join(f"{k}: depth {v['depth']}, "
-                                                 f"{v['base_filters']} filters"
-                                                 for k, v in MODEL_PRESETS.items()))
+        self.preset = ComboBox(
+            label="Model",
+            choices=list(MODEL_PRESETS),
+            value=DEFAULT_PRESET,
+            tooltip="\n".join(
+                f"{k}: depth {v['depth']}, {v['base_filters']} filters"
+                for k, v in MODEL_PRESETS.items()
+            ),
+        )
         self.epochs = SpinBox(label="Epochs", min=1, max=100_000, value=t.epochs)
-        self.steps_per_epoch = SpinBox(label="Steps per epoch", min=1, max=100_000,
-                                       value=t.steps_per_epoch)
-        self.learning_rate = FloatSpinBox(label="Learning rate", min=1e-5, max=0.5, step=1e-5,
-                                          value=t.learning_rate)
+        self.steps_per_epoch = SpinBox(
+            label="Steps per epoch", min=1, max=100_000, value=t.steps_per_epoch
+        )
+        self.learning_rate = FloatSpinBox(
+            label="Learning rate", min=1e-5, max=0.5, step=1e-5, value=t.learning_rate
+        )
         self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=t.batch_size)
         self.loss = ComboBox(label="Loss", choices=["bce", "dice", "bce_dice"], value=t.loss)
-        self.max_minutes = FloatSpinBox(label="Max minutes", min=0, max=100_000, step=1,
-                                        value=0.0, tooltip="Wall-clock budget; 0 = no limit")
-        self.models_dir = FileEdit(label="Save models in", mode="d",
-                                   value=str(default_models_parent()),
-                                   tooltip="Each run writes <image>-<date-time>/ here")
+        self.max_minutes = FloatSpinBox(
+            label="Max minutes",
+            min=0,
+            max=100_000,
+            step=1,
+            value=0.0,
+            tooltip="Wall-clock budget; 0 = no limit",
+        )
+        self.models_dir = FileEdit(
+            label="Save models in",
+            mode="d",
+            value=str(default_models_parent()),
+            tooltip="Each run writes <image>-<date-time>/ here",
+        )
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.train_button.changed.connect(self._on_train_clicked)
         self.stop_button.changed.connect(self._on_stop_clicked)
-        self.form = Container(widgets=[self.preset, self.epochs, self.steps_per_epoch,
-                                       self.learning_rate, self.batch_size, self.loss,
-                                       self.max_minutes, self.models_dir], labels=True)
-        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal",
-                            labels=False)
+        self.form = Container(
+            widgets=[
+                self.preset,
+                self.epochs,
+                self.steps_per_epoch,
+                self.learning_rate,
+                self.batch_size,
+                self.loss,
+                self.max_minutes,
+                self.models_dir,
+            ],
+            labels=True,
+        )
+        buttons = Container(
+            widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False
+        )
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -130,15 +157,27 @@ class TrainTab(QWidget):
         self.last_event = None
         self.model_dir = Path(config.output)
         self.folder_label.setText(_folder_text(self.model_dir))
-        self.progress.start(config.train.epochs * config.train.steps_per_epoch,
-                            "preparing the data and building the network…")
+        self.progress.start(
+            config.train.epochs * config.train.steps_per_epoch,
+            "preparing the data and building the network…",
+        )
         self.train_button.enabled = False
         self.stop_button.enabled = True
         self.job = start_job(
-            self.dock.jobs, "training", train_job, config, arrays["image"], arrays["mask"],
-            arrays["val_image"], arrays["val_mask"], metadata,
-            on_yielded=self._on_event, on_returned=self._on_returned,
-            on_errored=self._on_errored, on_finished=self._on_finished, pass_events=True,
+            self.dock.jobs,
+            "training",
+            train_job,
+            config,
+            arrays["image"],
+            arrays["mask"],
+            arrays["val_image"],
+            arrays["val_mask"],
+            metadata,
+            on_yielded=self._on_event,
+            on_returned=self._on_returned,
+            on_errored=self._on_errored,
+            on_finished=self._on_finished,
+            pass_events=True,
         )
         self._register_task()
         return self.job
@@ -197,8 +236,12 @@ class TrainTab(QWidget):
             from napari.utils.task_status import Status
 
             job = self.job
-            self._task_id = register("napari-unet", Status.BUSY, "U-Net training",
-                                     cancel_callback=lambda: job.shutdown() or True)
+            self._task_id = register(
+                "napari-unet",
+                Status.BUSY,
+                "U-Net training",
+                cancel_callback=lambda: job.shutdown() or True,
+            )
         except Exception:  # private napari API: best effort only
             self._task_id = None
 
@@ -227,8 +270,9 @@ def _event_text(event: Any) -> str:
     if event.loss is not None:
         text += f", loss {event.loss:.4f}"
     if event.kind == "epoch" and event.val:
-        parts = [f"val {k} {v:.3f}" for k, v in event.val.items()
-                 if k in ("loss", "dice", "rand_fscore")]
+        parts = [
+            f"val {k} {v:.3f}" for k, v in event.val.items() if k in ("loss", "dice", "rand_fscore")
+        ]
         text += ", " + ", ".join(parts)
     return text
 

@@ -59,9 +59,9 @@ def _forward(generator: Iterator[Any], closing: threading.Event) -> Generator[An
             time.sleep(0)  # let the GUI thread take the GIL right away
 
 
-def _in_own_thread(factory: Callable[[], Generator[Any, None, Any]], name: str) -> Generator[
-    Any, None, Any
-]:
+def _in_own_thread(
+    factory: Callable[[], Generator[Any, None, Any]], name: str
+) -> Generator[Any, None, Any]:
     """Drive ``factory()`` in a new Python thread; relay its events, return value and errors.
 
     All TensorFlow work runs in a fresh thread per job, never in a (reused)
@@ -116,8 +116,11 @@ def train_job(
         ensure_tensorflow()  # first: before any engine module can import it
         from napari_unet.engine.train import train_iter
 
-        return (yield from train_iter(config, images, masks, val_images, val_masks, stop=stop,
-                                      metadata=metadata))
+        return (
+            yield from train_iter(
+                config, images, masks, val_images, val_masks, stop=stop, metadata=metadata
+            )
+        )
 
     return (yield from _forward(_in_own_thread(events, "training"), closing))
 
