@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import atomic_dir, atomic_path
 from .errors import UserInputError
-from .preprocess import as_stack, rgb_to_grey
+from .preprocess import as_stack, rgb_to_grey, squeeze_extra_axes
 
 if TYPE_CHECKING:
     import dask.array
@@ -510,13 +510,7 @@ def _lazy_grey_stack(arr: dask.array.Array, axes: str | None, name: str) -> dask
         arr = arr.map_blocks(rgb_to_grey, drop_axis=arr.ndim - 1, dtype=out_dtype)
     elif arr.ndim >= 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    while arr.ndim > 3:
-        singles = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
-        if not singles:
-            raise UserInputError(
-                f"{name} has shape {arr.shape}; expected a 2D image or a (Z, Y, X) stack"
-            )
-        arr = arr.squeeze(axis=singles[0])
+    arr = squeeze_extra_axes(arr, name, arr.shape)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.size == 0:

@@ -7,6 +7,7 @@ Pure numpy / scikit-image; never imports TensorFlow, napari or Qt.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,25 @@ def rgb_to_grey(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+def squeeze_extra_axes(arr: Any, name: str, original: tuple[int, ...]) -> Any:
+    """Drop singleton leading axes until at most 3 remain (numpy or dask arrays).
+
+    Raises
+    ------
+    UserInputError
+        If more than 3 axes remain and none of the leading ones is a singleton.
+    """
+    while arr.ndim > 3:
+        singles = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
+        if not singles:
+            raise UserInputError(
+                f"{name} has shape {original}; expected a 2D image, a (Z, Y, X) stack "
+                "or an RGB image (several channels or time points are not supported)"
+            )
+        arr = arr.squeeze(axis=singles[0])
+    return arr
+
+
 def as_stack(arr: np.ndarray, rgb: bool | None = None, name: str = "image") -> np.ndarray:
     """Bring an image into the ``(Z, Y, X)`` convention.
 
@@ -137,14 +157,7 @@ def as_stack(arr: np.ndarray, rgb: bool | None = None, name: str = "image") -> n
         arr = rgb_to_grey(arr)
     elif arr.ndim >= 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    while arr.ndim > 3:
-        singles = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
-        if not singles:
-            raise UserInputError(
-                f"{name} has shape {original}; expected a 2D image, a (Z, Y, X) stack "
-                "or an RGB image (several channels or time points are not supported)"
-            )
-        arr = arr.squeeze(axis=singles[0])
+    arr = squeeze_extra_axes(arr, name, original)
     if arr.ndim < 2:
         raise UserInputError(f"{name} has shape {original}; expected at least 2 dimensions")
     if arr.ndim == 2:
