@@ -3,9 +3,9 @@
 A synthetic uint8 volume (default 128 x 512 x 512) that fits in memory is
 predicted with the same model and tiles
 
-* in memory: :func:`napari_unet.engine.predict.predict` on the numpy stack
+* in memory: :func:`napari_unet.engine.inference.predict.predict` on the numpy stack
   (no file I/O at all), and
-* blockwise: :func:`napari_unet.engine.blockwise.predict_blockwise` from a
+* blockwise: :func:`napari_unet.engine.inference.blockwise.predict_blockwise` from a
   zarr on disk (one slice per chunk) to a zarr output (uint8 probability and
   mask), statistics pass and all I/O included;
 
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_unet.engine.blockwise import BlockwiseOptions, predict_blockwise
 from napari_unet.engine.config import PredictConfig
-from napari_unet.engine.lazy import volume_stats
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_blockwise
+from napari_unet.engine.io.lazy import volume_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +47,9 @@ def _model_folder(folder: Path) -> Path:
     import keras
 
     from napari_unet.engine.config import Config
-    from napari_unet.engine.model import build_unet
-    from napari_unet.engine.model_folder import ModelFolder
-    from napari_unet.engine.train import resolve_precision
+    from napari_unet.engine.model.model_folder import ModelFolder
+    from napari_unet.engine.model.unet import build_unet
+    from napari_unet.engine.training.train import resolve_precision
 
     precision = resolve_precision("auto")
     keras.mixed_precision.set_global_policy(precision)
@@ -73,8 +73,8 @@ def main() -> None:
 
     import zarr
 
-    from napari_unet.engine.model_folder import load_model
-    from napari_unet.engine.predict import predict
+    from napari_unet.engine.inference.predict import predict
+    from napari_unet.engine.model.model_folder import load_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-blockwise-"))
     try:
@@ -107,7 +107,7 @@ def main() -> None:
         # equality in float32 mode, with the volume's statistics in both paths
         stats = volume_stats(images)
         from napari_unet.engine.events import drain
-        from napari_unet.engine.predict import predict_iter
+        from napari_unet.engine.inference.predict import predict_iter
 
         reference = drain(predict_iter(model, images, config, stats=stats)).probability
         exact = predict_blockwise(

@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from napari_unet.engine.config import load_config
-    from napari_unet.engine.finetune import finetune
-    from napari_unet.engine.io import read_mask, read_stack
-    from napari_unet.engine.metrics import evaluate
-    from napari_unet.engine.postprocess import to_sparse_annotation
-    from napari_unet.engine.predict import predict
-    from napari_unet.engine.ranking import rank_by_uncertainty
-    from napari_unet.engine.train import train
+    from napari_unet.engine.evaluation.metrics import evaluate
+    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty
+    from napari_unet.engine.inference.postprocess import to_sparse_annotation
+    from napari_unet.engine.inference.predict import predict
+    from napari_unet.engine.io.stacks import read_mask, read_stack
+    from napari_unet.engine.training.finetune import finetune
+    from napari_unet.engine.training.train import train
 
     data = Path(args.data)
     work = Path(args.work)

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_volume(path: Path, gib: float, fmt: str) -> tuple[int, int, int]:
     """Write a synthetic (Z, 512, 512) uint8 volume of `gib` GiB chunk by chunk."""
-    from napari_unet.engine.synthetic import synthetic_em
+    from napari_unet.engine.data.synthetic import synthetic_em
 
     depth = int(gib * 2**30 // (SLICE * SLICE))
     shape = (depth, SLICE, SLICE)
@@ -73,8 +73,8 @@ def tiny_model(folder: Path) -> Path:
     if (folder / "best.keras").exists():
         return folder
     from napari_unet.engine.config import Config
-    from napari_unet.engine.model import build_unet
-    from napari_unet.engine.model_folder import ModelFolder
+    from napari_unet.engine.model.model_folder import ModelFolder
+    from napari_unet.engine.model.unet import build_unet
 
     config = Config.model_validate(
         {"model": {"depth": 2, "base_filters": 4}, "output": str(folder)}
@@ -88,8 +88,8 @@ def tiny_model(folder: Path) -> Path:
 
 def child(volume: str, model: str, output: str, max_slices: int | None) -> None:
     """Predict `volume` into `output` (runs in the measured subprocess)."""
-    from napari_unet.engine.blockwise import BlockwiseOptions, predict_blockwise
-    from napari_unet.engine.lazy import as_lazy
+    from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_blockwise
+    from napari_unet.engine.io.lazy import as_lazy
 
     depth = as_lazy(volume).shape[0]
     z_range = (0, min(max_slices, depth)) if max_slices else None

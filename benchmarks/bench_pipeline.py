@@ -6,7 +6,7 @@ Run: ``python benchmarks/bench_pipeline.py [--patch 256] [--batch 4] [--rounds 3
    augmentation off (crop only), the default augmentation, and every operation
    always on. Reports wall and CPU milliseconds per patch (CPU time is what the
    pipeline takes away from the model on a shared CPU).
-2. Training (when ``napari_unet.engine.model.build_unet`` exists): samples/s
+2. Training (when ``napari_unet.engine.model.unet.build_unet`` exists): samples/s
    of a U-Net training step (GradientTape + Adam + ``make_loss``, precision
    ``mixed_bfloat16`` by default) fed by the constant dataset (one fixed batch:
    no input cost), by the crop-only pipeline and by the augmented pipeline.
@@ -64,7 +64,7 @@ def augment_variants(config) -> dict[str, Any]:
 def make_data(slices: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """EM-like float32 [0, 1] stack and its {0, 1} mask."""
     try:
-        from napari_unet.engine.synthetic import synthetic_em
+        from napari_unet.engine.data.synthetic import synthetic_em
 
         images, masks = synthetic_em(
             slices=slices,
@@ -104,7 +104,7 @@ def time_dataset(dataset, batches: int, warmup: int = 3) -> tuple[float, float]:
 
 
 def bench_pipeline_only(config, images, masks, rounds: int, batches: int) -> dict[str, Any]:
-    from napari_unet.engine.data import make_train_dataset
+    from napari_unet.engine.data.pipeline import make_train_dataset
 
     batch = config.train.batch_size
     variants = augment_variants(config)
@@ -136,7 +136,7 @@ def make_train_step(model, config):
     import tensorflow as tf
 
     try:
-        from napari_unet.engine.losses import make_loss
+        from napari_unet.engine.model.losses import make_loss
 
         loss_fn = make_loss(config.train)
     except ImportError:  # pragma: no cover - losses not written yet
@@ -181,8 +181,8 @@ def time_training(step, dataset, steps: int, warmup: int = 2) -> tuple[float, fl
 def bench_training(config, images, masks, rounds: int, steps: int, precision: str):
     import keras
 
-    from napari_unet.engine.data import constant_dataset, make_train_dataset
-    from napari_unet.engine.model import build_unet
+    from napari_unet.engine.data.pipeline import constant_dataset, make_train_dataset
+    from napari_unet.engine.model.unet import build_unet
 
     keras.mixed_precision.set_global_policy(precision)
     model = build_unet(config.model)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if not args.pipeline_only:
         try:
-            import napari_unet.engine.model  # noqa: F401
+            import napari_unet.engine.model.unet  # noqa: F401
         except ImportError as exc:
             print(f"training part skipped: {exc}")
             report["training"] = None

@@ -16,21 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.engine.config import ModelConfig, PredictConfig
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.events import drain
-from napari_unet.engine.predict import predict_normalized
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.inference.predict import predict_normalized
 
 
 def _model(model_dir: str | None):
     if model_dir:
-        from napari_unet.engine.model_folder import load_model
+        from napari_unet.engine.model.model_folder import load_model
 
         loaded = load_model(model_dir)
         return loaded.keras_model, loaded.multiple, loaded.config.model
     import keras
 
-    from napari_unet.engine.model import build_unet
-    from napari_unet.engine.train import resolve_precision
+    from napari_unet.engine.model.unet import build_unet
+    from napari_unet.engine.training.train import resolve_precision
 
     keras.mixed_precision.set_global_policy(resolve_precision("auto"))
     config = ModelConfig(preset="cpu-small")

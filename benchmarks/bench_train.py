@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
 
     from napari_unet.engine.config import Config
-    from napari_unet.engine.data import constant_dataset, make_train_dataset
-    from napari_unet.engine.model import count_flops
-    from napari_unet.engine.synthetic import synthetic_em
-    from napari_unet.engine.train import _build_or_load, _Steps, resolve_precision
+    from napari_unet.engine.data.pipeline import constant_dataset, make_train_dataset
+    from napari_unet.engine.data.synthetic import synthetic_em
+    from napari_unet.engine.model.unet import count_flops
+    from napari_unet.engine.training.train import _build_or_load, _Steps, resolve_precision
 
     config = Config.model_validate(
         {

@@ -2,7 +2,7 @@
 
 :func:`get_reader` decides from the path alone (suffix, or a quick look at a
 folder's entries) and never raises. The returned reader loads the data with
-the engine's :mod:`~napari_unet.engine.io`; files whose names mark them as masks
+the engine's :mod:`~napari_unet.engine.io.stacks`; files whose names mark them as masks
 (``*mask*``, ``*label*``, ``*seg*``) open as a Labels layer, everything else as
 an Image layer with 1st/99.8th percentile contrast limits. Stacks larger than
 :data:`LAZY_BYTES` open lazily (dask, slice by slice).
@@ -157,7 +157,7 @@ def _notify_error(message: str) -> None:
 
 
 def _read_one(path: Path) -> LayerData:
-    from napari_unet.engine import io
+    from napari_unet.engine.io import stacks as io
 
     name = path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
     name = name or path.name
@@ -202,7 +202,7 @@ def _tiff_bytes(path: Path) -> int:
 
 def _zarr_bytes(path: Path) -> int:
     try:
-        from napari_unet.engine.io import _open_zarr_array
+        from napari_unet.engine.io.stacks import _open_zarr_array
 
         array = _open_zarr_array(path)
         return int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
@@ -230,7 +230,7 @@ def labels_from_mask(data: np.ndarray) -> np.ndarray:
     numpy.ndarray
         Integer labels of the same shape.
     """
-    from napari_unet.engine.io import binarize_mask
+    from napari_unet.engine.io.stacks import binarize_mask
 
     arr = np.asarray(data)
     if arr.dtype.kind == "b":

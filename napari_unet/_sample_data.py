@@ -16,7 +16,7 @@ def make_sample_data() -> list[tuple[Any, ...]]:
         ``[(images, meta, "image"), (masks, meta, "labels")]``.
     """
     from napari_unet._reader import contrast_limits
-    from napari_unet.engine.io import read_mask, read_stack
+    from napari_unet.engine.io.stacks import read_mask, read_stack
     from napari_unet.sample import sample_paths
 
     paths = sample_paths()

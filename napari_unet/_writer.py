@@ -44,7 +44,7 @@ def labels_for_writing(data: Any, png: bool = False) -> np.ndarray:
         If PNG is asked for labels that do not fit uint16.
     """
     from napari_unet.engine.errors import UserInputError
-    from napari_unet.engine.io import mask_to_uint8
+    from napari_unet.engine.io.stacks import mask_to_uint8
 
     arr = np.asarray(data)
     if arr.dtype.kind == "b":
@@ -85,7 +85,7 @@ def write_labels_tiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     list of str
         The written path.
     """
-    from napari_unet.engine.io import write_tiff
+    from napari_unet.engine.io.stacks import write_tiff
 
     return [str(write_tiff(Path(path), labels_for_writing(data), overwrite=True))]
 
@@ -113,7 +113,7 @@ def write_labels_png_slices(path: str, data: Any, meta: dict[str, Any]) -> list[
     UserInputError
         If the folder exists or the labels do not fit uint16.
     """
-    from napari_unet.engine.io import write_png_slices
+    from napari_unet.engine.io.stacks import write_png_slices
 
     folder = Path(str(path).rstrip("/\\") or path)
     return [str(write_png_slices(folder, labels_for_writing(data, png=True), overwrite=False))]

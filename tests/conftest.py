@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from napari_unet.engine.config import Config
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.data.synthetic import synthetic_em
 
 
 def tiny_config(tmp_path, **train) -> Config:
@@ -45,7 +45,7 @@ def em_stack() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory):
     """A tiny model folder trained once per test session."""
-    from napari_unet.engine.train import train
+    from napari_unet.engine.training.train import train
 
     tmp = tmp_path_factory.mktemp("trained")
     images, masks = synthetic_em(slices=3, size=48, cells=8, seed=2)

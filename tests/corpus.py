@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.data.synthetic import synthetic_em
 
 __all__ = ["MARKER_NAME", "Entry", "array_corpus", "build_corpus", "hash_tree"]
 
@@ -121,7 +121,7 @@ def _images(root: Path) -> list[Entry]:
         mask = None
         if read != "error":
             try:
-                from napari_unet.engine.io import read_stack
+                from napari_unet.engine.io.stacks import read_stack
 
                 shape = read_stack(path).shape
                 mask = _mask_for(masks, name, shape, seed=len(entries))

@@ -1,4 +1,4 @@
-"""Tests of napari_unet.engine.augment (TensorFlow ops; tiny patches)."""
+"""Tests of napari_unet.engine.data.augment (TensorFlow ops; tiny patches)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ tf = pytest.importorskip("tensorflow")
 
 from scipy import ndimage  # noqa: E402
 
-from napari_unet.engine.augment import (  # noqa: E402
+from napari_unet.engine.config import AugmentConfig  # noqa: E402
+from napari_unet.engine.data.augment import (  # noqa: E402
     augment_patch,
     elastic_field,
     geometry_enabled,
@@ -17,7 +18,6 @@ from napari_unet.engine.augment import (  # noqa: E402
     preview_augmentations,
     source_margin,
 )
-from napari_unet.engine.config import AugmentConfig  # noqa: E402
 
 P = 48
 

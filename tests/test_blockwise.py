@@ -8,21 +8,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_unet.engine.blockwise import (
+from napari_unet.engine.config import PredictConfig
+from napari_unet.engine.data.preprocess import normalization_stats
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.errors import UserInputError
+from napari_unet.engine.events import drain
+from napari_unet.engine.inference.blockwise import (
     BlockwiseOptions,
     make_plan,
     predict_blockwise,
     predict_blockwise_iter,
     predict_lazy_iter,
 )
-from napari_unet.engine.config import PredictConfig
-from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.events import drain
-from napari_unet.engine.lazy import as_lazy, volume_stats
-from napari_unet.engine.model_folder import load_model
-from napari_unet.engine.predict import predict_iter
-from napari_unet.engine.preprocess import normalization_stats
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.inference.predict import predict_iter
+from napari_unet.engine.io.lazy import as_lazy, volume_stats
+from napari_unet.engine.model.model_folder import load_model
 
 CONFIG = PredictConfig(tile_size=48, overlap=8, batch_size=3)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.cli.main import main
+from napari_unet.engine.data.synthetic import synthetic_em
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_awkward_but_valid_inputs_predict(data, trained_model_dir):
 
 def test_console_script_runs_as_a_process():
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_unet.cli", "--version"],
+        [sys.executable, "-m", "napari_unet.cli.main", "--version"],
         capture_output=True,
         text=True,
         timeout=60,

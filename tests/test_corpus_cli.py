@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import build_parser, main
+from napari_unet.cli.main import build_parser, main
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import read_stack
+from napari_unet.engine.io.stacks import read_stack
 
 from .corpus import MARKER_NAME, Entry, build_corpus, hash_tree
 
@@ -90,7 +90,7 @@ def corpus(tmp_path_factory, trained_model_dir) -> Corpus:
 @pytest.fixture
 def cached_model(monkeypatch):
     """Load each model folder once (keeps the 60 predictions fast)."""
-    from napari_unet.engine import model_folder
+    from napari_unet.engine.model import model_folder
 
     original = model_folder.load_model
     cache: dict = {}
@@ -320,7 +320,7 @@ def test_training_data_from_every_valid_input(corpus):
     """The data half of `train` (read, check, normalize, split, targets) on every
     valid entry, as the CLI does it; the model half runs below on a sample."""
     from napari_unet.engine.config import load_config
-    from napari_unet.engine.train import prepare_data
+    from napari_unet.engine.training.train import prepare_data
 
     config = load_config(corpus.config)
     runs = [(e, e.path, mask_for_image(corpus, e)) for e in corpus.of("image") if e.read != "error"]
@@ -339,7 +339,7 @@ def test_training_data_from_every_valid_input(corpus):
 
 
 def test_train_on_awkward_valid_inputs(corpus, capsys):
-    from napari_unet.engine.model_folder import load_model
+    from napari_unet.engine.model.model_folder import load_model
 
     runs = _valid_training_runs(corpus)
     assert len(runs) >= (30 if FULL else 3)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import open_lazy, read_mask, read_stack
+from napari_unet.engine.io.stacks import open_lazy, read_mask, read_stack
 
 from .corpus import MARKER_NAME, build_corpus, hash_tree
 

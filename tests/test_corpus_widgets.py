@@ -112,7 +112,7 @@ def test_train_refuses_bad_arrays_and_trains_an_awkward_one(unet_dock, qtbot, no
 
 
 def test_export_every_corpus_mask(unet_dock, qtbot, tmp_path, notifications):
-    from napari_unet.engine.io import read_mask
+    from napari_unet.engine.io.stacks import read_mask
     from napari_unet.widgets.export_tab import FORMAT_PNG, FORMAT_TIFF
 
     viewer = unet_dock.viewer

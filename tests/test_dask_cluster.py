@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.engine.blockwise import BlockwiseOptions, predict_blockwise
 from napari_unet.engine.config import PredictConfig
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_blockwise
 
 distributed = pytest.importorskip("distributed")
 
@@ -31,8 +31,8 @@ def test_two_workers_equal_one_process_and_load_the_model_once(
 ):
     import zarr
 
-    from napari_unet.cli import main
-    from napari_unet.engine.distributed import model_loads
+    from napari_unet.cli.main import main
+    from napari_unet.engine.inference.distributed import model_loads
 
     local, client = cluster
     images, _ = synthetic_em(slices=6, size=(96, 112), cells=10, seed=4)

@@ -1,4 +1,4 @@
-"""Tests of napari_unet.engine.data (tf.data pipelines; tiny stacks)."""
+"""Tests of napari_unet.engine.data.pipeline (tf.data pipelines; tiny stacks)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ tf = pytest.importorskip("tensorflow")
 from scipy import ndimage  # noqa: E402
 
 from napari_unet.engine.config import Config  # noqa: E402
-from napari_unet.engine.data import (  # noqa: E402
+from napari_unet.engine.data.pipeline import (  # noqa: E402
     ArraySource,
     PatchSource,
     constant_dataset,

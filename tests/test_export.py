@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from napari_unet.cli import main
+from napari_unet.cli.main import main
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.export import (
+from napari_unet.engine.io.export import (
     decode_rle,
     encode_rle,
     export_format,
@@ -19,7 +20,6 @@ from napari_unet.engine.export import (
     write_prediction,
     write_rle_csv,
 )
-from napari_unet.engine.synthetic import synthetic_em
 
 BITS = st.integers(0, 1)
 

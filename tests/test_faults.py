@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
+from napari_unet.cli.main import main
 from napari_unet.engine import atomic
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.model_folder import ModelFolder, load_model
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.model.model_folder import ModelFolder, load_model
 
 from .conftest import tiny_config
 
@@ -65,7 +65,7 @@ def _fast_config(tmp_path, **train):
 
 def _inject(monkeypatch, fault, at_call: int) -> None:
     """Make the `at_call`-th training step run `fault(step, x, y, w)` instead."""
-    from napari_unet.engine import train as train_module
+    from napari_unet.engine.training import train as train_module
 
     original_init = train_module._Steps.__init__
 
@@ -87,7 +87,7 @@ def _inject(monkeypatch, fault, at_call: int) -> None:
 
 def _train_until_fault(config, data, fault_name: str):
     """Run train_iter; hash best.keras at each epoch; return events, hashes, result."""
-    from napari_unet.engine.train import train_iter
+    from napari_unet.engine.training.train import train_iter
 
     images, masks = data
     events, best_hashes = [], []
@@ -265,7 +265,7 @@ def test_sigkill_while_saving_leaves_loadable_checkpoints(tmp_path):
     argv = [
         sys.executable,
         "-m",
-        "napari_unet.cli",
+        "napari_unet.cli.main",
         "train",
         str(tmp_path / "kill.yaml"),
         "--images",
@@ -332,7 +332,7 @@ def _disk_full(*args, **kwargs):
     ],
 )
 def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, monkeypatch):
-    from napari_unet.engine.io import write_png_slices, write_tiff
+    from napari_unet.engine.io.stacks import write_png_slices, write_tiff
 
     target = tmp_path / "out.tif"
     target.write_bytes(b"previous export")
@@ -386,7 +386,7 @@ def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, m
 def test_cli_predict_on_a_full_disk(
     tmp_path, stack_file, trained_model_dir, monkeypatch, capsys, name, extra
 ):
-    from napari_unet.cli import build_parser
+    from napari_unet.cli.main import build_parser
 
     if "--blockwise" in extra or name.endswith(".zarr") or name.endswith((".npy", ".csv")):
         usage = build_parser().parse_args(["predict", "m", "i", "-o", "o"])
@@ -472,7 +472,7 @@ def test_cli_train_on_a_full_disk_at_start(tmp_path, stack_file, monkeypatch, ca
 
 
 def test_existing_outputs_are_never_replaced_silently(tmp_path):
-    from napari_unet.engine.io import write_png_slices, write_tiff
+    from napari_unet.engine.io.stacks import write_png_slices, write_tiff
 
     target = tmp_path / "keep.tif"
     target.write_bytes(b"keep me")

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
+from napari_unet.cli.main import main
 from napari_unet.engine.config import Config, FramesConfig
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.frames import (
+from napari_unet.engine.io.frames import (
     META_COLUMNS,
     frame_name,
     load_frame_pair,
@@ -20,8 +21,7 @@ from napari_unet.engine.frames import (
     select_frames,
     write_frames_meta,
 )
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.train import prepare_data
+from napari_unet.engine.training.train import prepare_data
 
 from .conftest import tiny_config
 

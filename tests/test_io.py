@@ -1,4 +1,4 @@
-"""Reading, checking and writing image stacks (napari_unet.engine.io)."""
+"""Reading, checking and writing image stacks (napari_unet.engine.io.stacks)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.engine import io
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import (
+from napari_unet.engine.io import stacks as io
+from napari_unet.engine.io.stacks import (
     binarize_mask,
     check_image,
     check_pair,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.synthetic import synthetic_em
 
 from .conftest import tiny_config
 
@@ -44,7 +44,7 @@ class CountingArray:
 def test_ome_zarr_opens_level_0(tmp_path):
     import zarr
 
-    from napari_unet.engine.io import open_lazy, read_stack
+    from napari_unet.engine.io.stacks import open_lazy, read_stack
 
     stack = np.arange(2 * 16 * 20, dtype=np.uint16).reshape(2, 16, 20)
     for version, attrs_of in (
@@ -74,8 +74,8 @@ def test_ome_zarr_opens_level_0(tmp_path):
 
 
 def test_dask_source_reads_only_patch_windows(tmp_path):
-    from napari_unet.engine.data import make_train_dataset
-    from napari_unet.engine.lazy_train import DaskSource
+    from napari_unet.engine.data.lazy_sources import DaskSource
+    from napari_unet.engine.data.pipeline import make_train_dataset
 
     images, masks = synthetic_em(slices=4, size=96, cells=8, seed=0)
     counted = CountingArray(images)
@@ -95,9 +95,9 @@ def test_dask_source_reads_only_patch_windows(tmp_path):
 def test_train_from_zarr_on_disk(tmp_path, monkeypatch):
     import zarr
 
-    from napari_unet.engine import lazy
-    from napari_unet.engine.lazy_train import is_lazy_training_input
-    from napari_unet.engine.train import train
+    from napari_unet.engine.data.lazy_sources import is_lazy_training_input
+    from napari_unet.engine.io import lazy
+    from napari_unet.engine.training.train import train
 
     images, masks = synthetic_em(slices=4, size=64, cells=8, seed=2)
     _zarr(tmp_path / "images.zarr", images, (1, 32, 32))
@@ -128,7 +128,7 @@ def test_train_from_zarr_on_disk(tmp_path, monkeypatch):
 def test_sparse_lazy_masks_and_unsupported_options(tmp_path):
     import dask.array as da
 
-    from napari_unet.engine.lazy_train import prepare_data
+    from napari_unet.engine.data.lazy_sources import prepare_data
 
     images, masks = synthetic_em(slices=3, size=48, seed=1)
     sparse = np.zeros_like(masks)
@@ -151,9 +151,9 @@ def test_cli_predicts_zarr_to_zarr_and_tiff(trained_model_dir, tmp_path, capsys)
     import tifffile
     import zarr
 
-    from napari_unet.cli import main
-    from napari_unet.engine.model_folder import load_model
-    from napari_unet.engine.predict import predict
+    from napari_unet.cli.main import main
+    from napari_unet.engine.inference.predict import predict
+    from napari_unet.engine.model.model_folder import load_model
 
     images, _ = synthetic_em(slices=2, size=(64, 72), seed=9)
     _zarr(tmp_path / "in.zarr", images)

@@ -4,17 +4,17 @@ ranking, model versions and fine-tuning on corrected slices."""
 import numpy as np
 import pytest
 
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.finetune import finetune, mix_for_finetuning
-from napari_unet.engine.model_folder import load_model
-from napari_unet.engine.postprocess import (
+from napari_unet.engine.evaluation.ranking import rank_by_metric, rank_by_uncertainty
+from napari_unet.engine.inference.postprocess import (
     annotation_convention,
     instances_from_probability,
     to_sparse_annotation,
 )
-from napari_unet.engine.ranking import rank_by_metric, rank_by_uncertainty
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.versions import VersionStore
+from napari_unet.engine.model.model_folder import load_model
+from napari_unet.engine.model.versions import VersionStore
+from napari_unet.engine.training.finetune import finetune, mix_for_finetuning
 
 
 def test_instances_min_size_and_holes():
@@ -112,7 +112,7 @@ def test_cli_finetune_with_sparse_masks(trained_model_dir, tmp_path, capsys):
 
     import tifffile
 
-    from napari_unet.cli import main
+    from napari_unet.cli.main import main
 
     images, masks = synthetic_em(slices=2, size=48, cells=8, seed=13)
     sparse = to_sparse_annotation(masks, labelled_slices=[1])  # slice 0 unlabeled

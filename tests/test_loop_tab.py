@@ -98,7 +98,7 @@ def test_finetune_through_the_tab(loop, project, unet_dock, viewer_with_em, qtbo
     assert not notifications.messages("error"), notifications.messages("error")
     assert loop.version_names() == ["v001", "v002"]
     assert unet_dock.model_dir == project / "v002"
-    from napari_unet.engine.versions import VersionStore
+    from napari_unet.engine.model.versions import VersionStore
 
     store = VersionStore(project)
     assert store.current().name == "v002" and store.current().parent == "v001"

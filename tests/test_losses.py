@@ -9,8 +9,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from napari_unet.engine import losses as L  # noqa: E402
 from napari_unet.engine.config import TrainConfig  # noqa: E402
+from napari_unet.engine.model import losses as L  # noqa: E402
 
 
 def _t(values, dtype=tf.float32) -> tf.Tensor:

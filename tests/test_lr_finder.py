@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
+from napari_unet.cli.main import main
+from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.lr_finder import (
+from napari_unet.engine.training.lr_finder import (
     exponential_rates,
     lr_find,
     lr_find_iter,
     range_test,
     suggest_range,
 )
-from napari_unet.engine.synthetic import synthetic_em
 
 from .conftest import tiny_config
 

@@ -10,9 +10,9 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 from skimage.metrics import variation_of_information as sk_vi
 
-from napari_unet.engine import metrics as m
-from napari_unet.engine import weights as W
+from napari_unet.engine.data import weights as W
 from napari_unet.engine.errors import UserInputError
+from napari_unet.engine.evaluation import metrics as m
 
 # ---------------------------------------------------------------- pixel level
 

@@ -6,7 +6,7 @@ from napari_unet.engine.config import ModelConfig
 
 @pytest.mark.parametrize("depth,size", [(1, 16), (2, 40), (3, 64)])
 def test_output_size_equals_input_size(depth, size):
-    from napari_unet.engine.model import build_unet
+    from napari_unet.engine.model.unet import build_unet
 
     model = build_unet(ModelConfig(depth=depth, base_filters=4, dropout=0.1))
     x = np.random.default_rng(0).random((2, size, size + 2**depth, 1), dtype=np.float32)
@@ -16,7 +16,7 @@ def test_output_size_equals_input_size(depth, size):
 
 
 def test_flop_count_matches_hand_count():
-    from napari_unet.engine.model import build_unet, count_flops
+    from napari_unet.engine.model.unet import build_unet, count_flops
 
     model = build_unet(ModelConfig(depth=1, base_filters=2, batch_norm=False))
     h = w = 8

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from napari_unet.engine.config import PredictConfig
-from napari_unet.engine.model_folder import load_model
-from napari_unet.engine.predict import predict, predict_iter
-from napari_unet.engine.synthetic import synthetic_em
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.inference.predict import predict, predict_iter
+from napari_unet.engine.model.model_folder import load_model
 
 
 @pytest.fixture(scope="module")

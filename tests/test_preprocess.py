@@ -1,4 +1,4 @@
-"""Shapes, normalization, resizing and splitting (napari_unet.engine.preprocess)."""
+"""Shapes, normalization, resizing and splitting (napari_unet.engine.data.preprocess)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_unet.engine import preprocess
-from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.preprocess import (
+from napari_unet.engine.data import preprocess
+from napari_unet.engine.data.preprocess import (
     apply_normalization,
     as_stack,
     looks_rgb,
@@ -19,6 +18,7 @@ from napari_unet.engine.preprocess import (
     rgb_to_grey,
     split_train_val,
 )
+from napari_unet.engine.errors import UserInputError
 
 # --------------------------------------------------------------------------- as_stack
 

@@ -8,11 +8,11 @@ import pytest
 import tifffile
 
 from napari_unet.engine.config import Config, ForegroundConfig, TrainConfig
-from napari_unet.engine.flatfield import correct_flat_field, estimate_flat_field
-from napari_unet.engine.foreground import apply_foreground, otsu_foreground
-from napari_unet.engine.patch_cache import cache_key, tile_stacks
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.train import prepare_data
+from napari_unet.engine.data.flatfield import correct_flat_field, estimate_flat_field
+from napari_unet.engine.data.foreground import apply_foreground, otsu_foreground
+from napari_unet.engine.data.patch_cache import cache_key, tile_stacks
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.training.train import prepare_data
 
 from .conftest import tiny_config
 
@@ -73,7 +73,7 @@ def test_prepare_data_applies_flat_field_and_foreground(tmp_path):
 def test_masked_loss_ignores_pixels_outside_the_foreground():
     import tensorflow as tf
 
-    from napari_unet.engine.losses import make_loss
+    from napari_unet.engine.model.losses import make_loss
 
     rng = np.random.default_rng(0)
     y = (rng.random((1, 8, 8, 1)) > 0.5).astype(np.float32)
@@ -93,7 +93,7 @@ def test_masked_loss_ignores_pixels_outside_the_foreground():
 def test_dice_smoothing_reaches_the_loss(smooth):
     import tensorflow as tf
 
-    from napari_unet.engine.losses import make_loss
+    from napari_unet.engine.model.losses import make_loss
 
     y = np.zeros((1, 4, 4, 1), np.float32)
     y[0, :2] = 1
@@ -160,7 +160,7 @@ def test_patch_cache_reuses_and_invalidates(tmp_path):
 
 
 def test_training_on_cached_tiles(tmp_path):
-    from napari_unet.engine.train import train
+    from napari_unet.engine.training.train import train
 
     images, masks = synthetic_em(slices=2, size=80, cells=8, seed=8)
     config = tiny_config(tmp_path, epochs=1, steps_per_epoch=2, val_em_metrics=False)

@@ -26,21 +26,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import binarize_mask, mask_to_uint8, read_mask, read_stack
-from napari_unet.engine.preprocess import (
+from napari_unet.engine.data.preprocess import (
     apply_normalization,
     as_stack,
     normalization_stats,
     normalize_percentile,
 )
-from napari_unet.engine.tiling import (
+from napari_unet.engine.errors import UserInputError
+from napari_unet.engine.inference.tiling import (
     blend_window,
     pad_to_multiple,
     padded_indices,
     tile_grid,
 )
-from napari_unet.engine.train import split_labels
+from napari_unet.engine.io.stacks import binarize_mask, mask_to_uint8, read_mask, read_stack
+from napari_unet.engine.training.train import split_labels
 
 _COMMON = {
     "deadline": None,

@@ -3,11 +3,11 @@
 import numpy as np
 import tifffile
 
-from napari_unet.cli import main
-from napari_unet.engine.model_folder import load_model
-from napari_unet.engine.predict import predict
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.train import prepare_data, train
+from napari_unet.cli.main import main
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.inference.predict import predict
+from napari_unet.engine.model.model_folder import load_model
+from napari_unet.engine.training.train import prepare_data, train
 
 from .conftest import tiny_config
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main
+from napari_unet.cli.main import main
 from napari_unet.engine.config import load_config
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.model_folder import load_model
+from napari_unet.engine.model.model_folder import load_model
 
 PACKAGE = Path(__file__).resolve().parents[1] / "napari_unet"
 MARKER = "CODE-WAS-EXECUTED"
@@ -128,7 +128,7 @@ def test_config_python_tags_are_refused(tmp_path, tag):
 
 
 def test_config_paths_are_relative_to_the_config_and_never_run(tmp_path, monkeypatch):
-    from napari_unet.engine.train import prepare_data
+    from napari_unet.engine.training.train import prepare_data
 
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
@@ -153,7 +153,7 @@ def test_config_paths_are_relative_to_the_config_and_never_run(tmp_path, monkeyp
 
 
 def test_pickled_arrays_are_never_unpickled(tmp_path):
-    from napari_unet.engine.io import read_stack
+    from napari_unet.engine.io.stacks import read_stack
 
     class Boom:
         def __reduce__(self):

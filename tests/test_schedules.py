@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_unet.engine.config import Config, TrainConfig, load_config, save_config
-from napari_unet.engine.schedules import cosine_lr, cyclical_lr, lr_at, step_decay_lr
+from napari_unet.engine.training.schedules import cosine_lr, cyclical_lr, lr_at, step_decay_lr
 
 
 def smith_clr(iterations, base_lr, max_lr, stepsize, mode, gamma=1.0):
@@ -107,8 +107,8 @@ def test_legacy_lr_decay_is_migrated(tmp_path):
 
 
 def test_training_follows_the_schedule(tmp_path):
-    from napari_unet.engine.synthetic import synthetic_em
-    from napari_unet.engine.train import train
+    from napari_unet.engine.data.synthetic import synthetic_em
+    from napari_unet.engine.training.train import train
 
     from .conftest import tiny_config
 

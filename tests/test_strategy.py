@@ -21,15 +21,15 @@ MIRRORED = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from napari_unet.engine.strategy import split_cpu
+    from napari_unet.engine.model.strategy import split_cpu
 
     devices = split_cpu(2)  # before anything else touches TensorFlow
     import tensorflow as tf
     from napari_unet.engine.config import Config
-    from napari_unet.engine.model import build_unet
-    from napari_unet.engine.strategy import distribute_dataset, make_strategy, strategy_scope
-    from napari_unet.engine.synthetic import synthetic_em
-    from napari_unet.engine.train import _Steps, train
+    from napari_unet.engine.model.unet import build_unet
+    from napari_unet.engine.model.strategy import distribute_dataset, make_strategy, strategy_scope
+    from napari_unet.engine.data.synthetic import synthetic_em
+    from napari_unet.engine.training.train import _Steps, train
 
     out = {"devices": devices}
     # 1. one mirrored step equals one single-device step on the same global batch
@@ -101,7 +101,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 
 def test_distribute_config_and_helpers(monkeypatch):
-    from napari_unet.engine.strategy import make_strategy, resolve_xla, worker_output
+    from napari_unet.engine.model.strategy import make_strategy, resolve_xla, worker_output
 
     config = Config.model_validate({"train": {"distribute": {"strategy": "mirrored"}}})
     assert config.train.distribute.devices is None and config.train.distribute.xla == "auto"

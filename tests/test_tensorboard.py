@@ -4,10 +4,10 @@ and the pixel-difference metric."""
 import numpy as np
 import pytest
 
-from napari_unet.engine.metrics import pixel_difference_percent
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.tb_logging import GAP, side_by_side
-from napari_unet.engine.train import prepare_data, train
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.evaluation.metrics import pixel_difference_percent
+from napari_unet.engine.training.tb_logging import GAP, side_by_side
+from napari_unet.engine.training.train import prepare_data, train
 
 from .conftest import tiny_config
 
@@ -79,7 +79,7 @@ def test_training_writes_scalars_and_image_history(tmp_path):
 def test_pixel_difference_is_mean_abs_difference_in_percent(tmp_path):
     import keras
 
-    from napari_unet.engine.data import val_tiles
+    from napari_unet.engine.data.pipeline import val_tiles
 
     images, masks = synthetic_em(slices=3, size=64, cells=8, seed=6)
     config = tiny_config(tmp_path, epochs=1, steps_per_epoch=2, val_em_metrics=False)

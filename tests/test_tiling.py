@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_unet.engine.tiling import axis_tiles, blend_window, pad_to_multiple, tile_grid
+from napari_unet.engine.inference.tiling import axis_tiles, blend_window, pad_to_multiple, tile_grid
 
 
 @pytest.mark.parametrize("length", [16, 64, 100 - 100 % 8, 512, 1000, 1024])

@@ -4,9 +4,9 @@ import threading
 import numpy as np
 
 from napari_unet.engine.config import Config
-from napari_unet.engine.model_folder import ModelFolder, load_model
-from napari_unet.engine.synthetic import synthetic_em
-from napari_unet.engine.train import split_labels, train, train_iter
+from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.model.model_folder import ModelFolder, load_model
+from napari_unet.engine.training.train import split_labels, train, train_iter
 
 from .conftest import tiny_config
 

@@ -73,7 +73,7 @@ def test_workflow_in_a_fresh_napari_process(tmp_path):
         import napari
         from qtpy.QtWidgets import QApplication
         from conftest import gui_tiny_settings
-        from napari_unet.engine.synthetic import synthetic_em
+        from napari_unet.engine.data.synthetic import synthetic_em
         viewer = napari.Viewer()
         images, masks = synthetic_em(slices=3, size=48, cells=8, seed=1)
         viewer.add_image(images, name="em")
@@ -291,7 +291,7 @@ def test_closing_the_viewer_stops_training(unet_dock, qtbot, viewer_with_em):
 
 
 def test_explicit_validation_layers(unet_dock, qtbot, viewer_with_em, em_stack):
-    from napari_unet.engine.synthetic import synthetic_em
+    from napari_unet.engine.data.synthetic import synthetic_em
 
     val_images, val_masks = synthetic_em(slices=2, size=48, cells=8, seed=5)
     viewer_with_em.add_image(val_images, name="val")
@@ -401,7 +401,7 @@ def test_missing_model_folder_is_a_notification(unet_dock, notifications, tmp_pa
 def test_export_mask_tiff_and_png_read_back_equal(
     unet_dock, qtbot, tmp_path, em_stack, notifications
 ):
-    from napari_unet.engine.io import read_mask, read_stack
+    from napari_unet.engine.io.stacks import read_mask, read_stack
     from napari_unet.widgets.export_tab import FORMAT_PNG, FORMAT_TIFF
 
     _, masks = em_stack

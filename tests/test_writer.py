@@ -11,7 +11,7 @@ from napari_unet._writer import (
     write_labels_tiff,
 )
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import read_mask, read_stack
+from napari_unet.engine.io.stacks import read_mask, read_stack
 
 
 def test_binary_labels_round_trip_through_tiff_as_0_255(tmp_path, em_stack):

@@ -296,7 +296,7 @@ class AugmentTab(QWidget):
 
 def _slice(layer: Any, z: int) -> np.ndarray:
     """One 2D slice of a layer as a grey numpy array."""
-    from napari_unet.engine.preprocess import as_stack
+    from napari_unet.engine.data.preprocess import as_stack
 
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     rgb = bool(getattr(layer, "rgb", False))

@@ -230,7 +230,7 @@ class UNetDock(QWidget):
 def _model_key(folder: Path) -> tuple[str, float] | None:
     """Identity of a model folder's checkpoint: path and modification time."""
     from napari_unet.engine.errors import UserInputError
-    from napari_unet.engine.model_folder import ModelFolder
+    from napari_unet.engine.model.model_folder import ModelFolder
 
     try:
         weights = ModelFolder(Path(folder)).weights_file()

@@ -89,7 +89,7 @@ def layer_stack_shape(layer: Layer) -> tuple[int, int, int]:
 
 def check_same_grid(image: Layer, mask: Layer) -> None:
     """Raise UserInputError unless `image` and `mask` have one (Z, Y, X) shape."""
-    from napari_unet.engine.io import check_pair
+    from napari_unet.engine.io.stacks import check_pair
 
     ishape, mshape = layer_stack_shape(image), layer_stack_shape(mask)
     check_pair(

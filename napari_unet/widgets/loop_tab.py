@@ -4,7 +4,7 @@ The tab tracks which slices of a corrections Labels layer (usually
 ``<image> prediction``) the user changed, by comparing the layer with a copy
 taken when the prediction appeared; slices can also be marked as reviewed.
 "Fine-tune on corrections" warm-starts the current model on those slices in a
-worker (:func:`napari_unet.engine.finetune.finetune_iter`) and makes the
+worker (:func:`napari_unet.engine.training.finetune.finetune_iter`) and makes the
 result the current model version. Versions, per-slice EM metrics (or model
 uncertainty), instance post-processing and autosave of the corrections are
 on the same tab.
@@ -63,7 +63,7 @@ from .workers import Job, _forward, _in_own_thread, start_job
 
 if TYPE_CHECKING:
     from napari_unet.engine.autosave import Autosaver
-    from napari_unet.engine.versions import VersionStore
+    from napari_unet.engine.model.versions import VersionStore
 
     from .dock import UNetDock
 
@@ -94,7 +94,7 @@ def finetune_job(
 
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()  # first: before any engine module can import it
-        from napari_unet.engine.finetune import finetune_iter
+        from napari_unet.engine.training.finetune import finetune_iter
 
         return (
             yield from finetune_iter(
@@ -114,14 +114,14 @@ def finetune_job(
 
 def metrics_job(probability: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, Any]:
     """Per-slice and overall EM metrics of a probability stack against a ground-truth mask."""
-    from napari_unet.engine.metrics import evaluate
+    from napari_unet.engine.evaluation.metrics import evaluate
 
     return evaluate(np.asarray(probability), np.asarray(truth) > 0, threshold)
 
 
 def uncertainty_job(probability: np.ndarray) -> list[dict[str, float]]:
     """Slices ranked most uncertain first."""
-    from napari_unet.engine.ranking import rank_by_uncertainty
+    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty
 
     return rank_by_uncertainty(np.asarray(probability))
 
@@ -130,7 +130,7 @@ def instances_job(
     probability: np.ndarray, threshold: float, min_size: int, fill_holes: bool
 ) -> np.ndarray:
     """Instance labels of the predicted cell interiors."""
-    from napari_unet.engine.postprocess import instances_from_probability
+    from napari_unet.engine.inference.postprocess import instances_from_probability
 
     return instances_from_probability(np.asarray(probability), threshold, min_size, fill_holes)
 
@@ -523,7 +523,7 @@ class LoopTab(QWidget):
         if layer is None:
             self.convention_label.setText("No corrections layer.")
             return
-        from napari_unet.engine.postprocess import annotation_convention
+        from napari_unet.engine.inference.postprocess import annotation_convention
 
         convention = annotation_convention(np.asarray(snapshot(layer)))
         self.convention_label.setText(f"Convention: {_CONVENTION_TEXT[convention]}")
@@ -536,7 +536,7 @@ class LoopTab(QWidget):
 
     def convention(self) -> str:
         """``dense``, ``sparse``, ``instances`` or ``empty`` for the corrections layer."""
-        from napari_unet.engine.postprocess import annotation_convention
+        from napari_unet.engine.inference.postprocess import annotation_convention
 
         layer = self.corrections_layer()
         return "" if layer is None else annotation_convention(np.asarray(snapshot(layer)))
@@ -554,7 +554,10 @@ class LoopTab(QWidget):
     def convert_to_sparse(self) -> Labels | None:
         """Add ``<name> sparse``: the corrections layer in the sparse convention,
         labelled only on the chosen slices (the others 0 = unlabeled)."""
-        from napari_unet.engine.postprocess import annotation_convention, to_sparse_annotation
+        from napari_unet.engine.inference.postprocess import (
+            annotation_convention,
+            to_sparse_annotation,
+        )
 
         try:
             layer = require_layer(self.corrections_layer(), "a corrections layer")
@@ -611,7 +614,7 @@ class LoopTab(QWidget):
 
     def version_store(self) -> VersionStore | None:
         """The :class:`VersionStore` of :meth:`project_dir` (None without a project)."""
-        from napari_unet.engine.versions import VersionStore
+        from napari_unet.engine.model.versions import VersionStore
 
         project = self.project_dir()
         return VersionStore(project) if project is not None else None
@@ -747,7 +750,7 @@ class LoopTab(QWidget):
             project = self.project_dir()
             output = None
             if str(self.project_folder.value or "").strip() not in ("", ".") and project:
-                from napari_unet.engine.versions import VersionStore
+                from napari_unet.engine.model.versions import VersionStore
 
                 output = VersionStore(project).next_path()
         except UserInputError as exc:
@@ -821,7 +824,7 @@ class LoopTab(QWidget):
             notify.error(f"fine-tuning wrote no checkpoint in {folder}")
             return
         if _VERSION.match(folder.name):
-            from napari_unet.engine.versions import VersionStore
+            from napari_unet.engine.model.versions import VersionStore
 
             try:
                 VersionStore(folder.parent).set_current(folder.name)

@@ -149,7 +149,7 @@ class PredictTab(QWidget):
         UserInputError
             If it is not set, missing, or not a model folder.
         """
-        from napari_unet.engine.model_folder import ModelFolder
+        from napari_unet.engine.model.model_folder import ModelFolder
         from napari_unet.sample import PRETRAINED_MODEL
 
         choice = self.source.value

@@ -119,7 +119,7 @@ def ensure_tensorflow() -> None:
         try:
             _preload_libraries()
             try:
-                from napari_unet.engine.tf_import import import_tensorflow_quietly
+                from napari_unet.engine.model.tf_import import import_tensorflow_quietly
             except ImportError:  # pragma: no cover - older engine
                 import tensorflow  # noqa: F401
             else:

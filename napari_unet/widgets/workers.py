@@ -107,14 +107,14 @@ def train_job(
     stop: threading.Event,
     closing: threading.Event,
 ) -> Generator[Any, None, Any]:
-    """Train with :func:`~napari_unet.engine.train.train_iter`, yielding its TrainEvents.
+    """Train with :func:`~napari_unet.engine.training.train.train_iter`, yielding its TrainEvents.
 
     Returns the engine's ``TrainResult``.
     """
 
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()  # first: before any engine module can import it
-        from napari_unet.engine.train import train_iter
+        from napari_unet.engine.training.train import train_iter
 
         return (
             yield from train_iter(
@@ -137,8 +137,8 @@ def predict_job(
 
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()
-        from napari_unet.engine.model_folder import LoadedModel, load_model
-        from napari_unet.engine.predict import predict_iter
+        from napari_unet.engine.inference.predict import predict_iter
+        from napari_unet.engine.model.model_folder import LoadedModel, load_model
 
         loaded = model if isinstance(model, LoadedModel) else load_model(model)
         yield loaded
@@ -155,9 +155,9 @@ def preview_job(
 
     def run() -> Generator[Any, None, tuple[np.ndarray, np.ndarray]]:
         ensure_tensorflow()
-        from napari_unet.engine.augment import preview_augmentations
-        from napari_unet.engine.preprocess import normalize_percentile
-        from napari_unet.engine.train import split_labels
+        from napari_unet.engine.data.augment import preview_augmentations
+        from napari_unet.engine.data.preprocess import normalize_percentile
+        from napari_unet.engine.training.train import split_labels
 
         low, high = config.data.percentiles
         image = normalize_percentile(image2d[None], low, high, per_slice=True)[0]
@@ -170,7 +170,7 @@ def preview_job(
 
 def write_mask_job(path: Path, array: np.ndarray, fmt: str, overwrite: bool) -> Path:
     """Write a mask stack as a TIFF (``fmt="tiff"``) or a folder of PNG slices (``"png"``)."""
-    from napari_unet.engine.io import write_png_slices, write_tiff
+    from napari_unet.engine.io.stacks import write_png_slices, write_tiff
 
     if fmt == "png":
         return write_png_slices(path, array, overwrite=overwrite)

@@ -1,0 +1,1 @@
+"""Data stage: normalization, flat field, foreground, augmentation, patches, tf.data pipeline."""

@@ -1,0 +1,1 @@
+"""Evaluation stage: segmentation metrics and slice ranking."""

@@ -1,0 +1,1 @@
+"""Inference stage: tiling, in-memory, blockwise and distributed prediction, post-processing."""

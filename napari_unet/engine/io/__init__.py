@@ -1,0 +1,1 @@
+"""I/O stage: readers and writers of stacks, lazy volumes, frames, dataset layouts, exports."""

@@ -1,0 +1,1 @@
+"""Model stage: the U-Net, losses, model folders and versions, devices and strategies."""

@@ -1,0 +1,1 @@
+"""Training stage: the training loop, fine-tuning, LR finder, schedules and TensorBoard logging."""
