@@ -113,8 +113,8 @@ def test_config_and_cli():
         DeviceConfig(memory_growth=True, memory_limit_mb=1000)
     config = Config.model_validate({"train": {"device": {"gpu": 1, "memory_growth": True}}})
     assert config.train.device.gpu == 1
-    from napari_unet.cli.features import data_overrides
     from napari_unet.cli.main import build_parser
+    from napari_unet.cli.options import data_overrides
 
     args = build_parser().parse_args(["train", "--gpu", "2", "--images", "a.tif"])
     assert data_overrides(args)["train.device.gpu"] == 2

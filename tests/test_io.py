@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.io import stacks as io
+from napari_unet.engine.io import files, writers
 from napari_unet.engine.io.stacks import (
     binarize_mask,
     check_image,
@@ -391,7 +391,7 @@ def test_truncated_tiff(tmp_path: Path, options: dict) -> None:
 def test_permission_denied_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.tif"
     tifffile.imwrite(path, STACK, photometric="minisblack")
-    monkeypatch.setattr(io.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(files.os, "access", lambda *args, **kwargs: False)
     with pytest.raises(UserInputError, match=r"locked\.tif.*permission denied"):
         read_stack(path)
 
@@ -488,7 +488,7 @@ def test_write_tiff_compressed_2d_and_bool(tmp_path: Path) -> None:
 def test_write_tiff_bigtiff_above_threshold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(io, "BIGTIFF_THRESHOLD", 100)
+    monkeypatch.setattr(writers, "BIGTIFF_THRESHOLD", 100)
     write_tiff(tmp_path / "big.tif", STACK)
     with tifffile.TiffFile(tmp_path / "big.tif") as tif:
         assert tif.is_bigtiff

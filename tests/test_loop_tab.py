@@ -126,7 +126,7 @@ def test_finetune_without_corrections_is_an_error(loop, project, viewer_with_em,
     assert loop.version_names() == ["v001"]
 
 
-def test_metrics_table_and_uncertainty_ranking(loop, viewer_with_em, qtbot):
+def test_metrics_table_and_uncertainty_ranking(loop, unet_dock, viewer_with_em, qtbot):
     viewer = viewer_with_em
     loop.truth.value = viewer.layers["em mask"]
     _wait(qtbot, loop.compute_metrics())
@@ -142,7 +142,6 @@ def test_metrics_table_and_uncertainty_ranking(loop, viewer_with_em, qtbot):
     assert labels[1] == "1"  # the noisy slice
 
     # a second evaluation (another model version) adds change columns
-    unet_dock = loop.dock
     unet_dock.model_dir = Path("/somewhere/v002")
     _wait(qtbot, loop.compute_metrics())
     headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]

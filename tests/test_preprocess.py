@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 
-from napari_unet.engine.data import preprocess
 from napari_unet.engine.data.preprocess import (
     apply_normalization,
     as_stack,
@@ -19,6 +18,7 @@ from napari_unet.engine.data.preprocess import (
     split_train_val,
 )
 from napari_unet.engine.errors import UserInputError
+from napari_unet.engine.io import percentiles
 
 # --------------------------------------------------------------------------- as_stack
 
@@ -158,12 +158,12 @@ def test_normalize_2d_input_keeps_shape() -> None:
 
 
 def test_big_stacks_use_a_subsample(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preprocess, "MAX_STATS_PIXELS", 1000)
+    monkeypatch.setattr(percentiles, "MAX_STATS_PIXELS", 1000)
     stack = np.random.default_rng(1).uniform(0, 1, (4, 64, 64)).astype(np.float32)
     lo, hi = normalization_stats(stack, 1.0, 99.0)
     assert lo[0] == pytest.approx(0.01, abs=0.02) and hi[0] == pytest.approx(0.99, abs=0.02)
     columns = np.broadcast_to(np.arange(64), (4, 64, 64)).copy()  # value = column index
-    sample = preprocess._stats_sample(columns)
+    sample = percentiles._stats_sample(columns)
     assert sample.size <= 1000
     assert len(np.unique(sample)) == 64  # the stride does not alias with the row length
 

@@ -1,4 +1,4 @@
-"""The README's main job, on the data and model shipped inside the package.
+"""``napari-unet demo``: the README's main job, on the data and model shipped inside the package.
 
 1. Evaluate the shipped pretrained U-Net on shipped ISBI 2012 slices it was
    not trained on (Rand F-score, VI, pixel error, Dice).
@@ -10,18 +10,60 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine.config import Config
 from ..sample import PRETRAINED_MODEL, sample_paths
+from .progress import progress_printer
 
-__all__ = ["run_demo"]
+if TYPE_CHECKING:
+    from .common import SubParsers
+
+__all__ = ["NAME", "NEEDS_TENSORFLOW", "add_parser", "run", "run_demo"]
+
+NAME = "demo"
+NEEDS_TENSORFLOW = True
+
+
+def add_parser(sub: SubParsers) -> None:
+    """Add the ``demo`` sub-command to `sub`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The sub-parsers of the ``napari-unet`` parser.
+    """
+    demo = sub.add_parser(
+        NAME, help="run the shipped model on the shipped EM sample, fine-tune briefly, report"
+    )
+    demo.add_argument("--output", "-o", default="napari-unet-demo", help="folder for results")
+    demo.add_argument(
+        "--train-minutes", type=float, default=1.0, help="fine-tuning budget (0 to skip)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo into ``--output``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``demo`` command line.
+
+    Returns
+    -------
+    int
+        The exit code (0).
+    """
+    run_demo(Path(args.output), train_minutes=args.train_minutes)
+    return 0
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, float]:
+    """The headline metrics of `scores`, rounded."""
     overall = scores
     keys = ("rand_fscore", "vi", "pixel_error", "dice")
     return {k: round(float(overall[k]), 4) for k in keys if k in overall}
@@ -30,17 +72,29 @@ def _summary(scores: dict[str, Any]) -> dict[str, float]:
 def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
     """Run the demo and write its results under `output`.
 
+    Parameters
+    ----------
+    output : Path
+        Folder for the predicted TIFFs and the fine-tuned model (created).
+    train_minutes : float
+        Fine-tuning budget; 0 skips fine-tuning.
+
     Returns
     -------
     dict
         Metrics of the shipped model and, if trained, of the fine-tuned one.
+
+    Raises
+    ------
+    UserInputError
+        If `output` cannot be created.
     """
+    from ..engine.config import Config
     from ..engine.evaluation.metrics import evaluate
     from ..engine.inference.predict import predict
     from ..engine.io.stacks import mask_to_uint8, read_mask, read_stack, write_tiff
     from ..engine.model.model_folder import load_model
     from ..engine.training.train import train
-    from .main import _progress_printer
 
     paths = sample_paths()
     try:
@@ -60,7 +114,7 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
         file=sys.stderr,
     )
     model = load_model(PRETRAINED_MODEL)
-    shipped = predict(model, test_images, callback=_progress_printer(False))
+    shipped = predict(model, test_images, callback=progress_printer(False))
     report["pretrained"] = _summary(evaluate(shipped.probability, test_masks))
     print(json.dumps({"pretrained": report["pretrained"]}), file=sys.stderr)
     final = shipped
@@ -90,8 +144,8 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
                 "output": str(output / "fine-tuned-model"),
             }
         )
-        result = train(Config.model_validate(config.to_dict()), callback=_progress_printer(False))
-        final = predict(result.model_dir, test_images, callback=_progress_printer(False))
+        result = train(Config.model_validate(config.to_dict()), callback=progress_printer(False))
+        final = predict(result.model_dir, test_images, callback=progress_printer(False))
         report["fine_tuned"] = _summary(evaluate(final.probability, test_masks))
         report["note"] = (
             "fine-tuned on slices the shipped model was trained on: no new information, so "

@@ -21,7 +21,8 @@ from .layer_utils import (
 from .workers import Job, preview_job, start_job
 
 if TYPE_CHECKING:
-    from .dock import UNetDock
+    from .data_tab import DataTab
+    from .dock_context import DockContext
 
 __all__ = ["AugmentTab"]
 
@@ -40,13 +41,18 @@ class AugmentTab(QWidget):
 
     Parameters
     ----------
-    dock
-        The U-Net dock (viewer, data tab, config builder, jobs).
+    context
+        The dock's shared state (viewer, config builder, jobs, status).
+    data_tab
+        The Data tab (the image and mask layers to augment).
     """
 
-    def __init__(self, dock: UNetDock, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, context: DockContext, data_tab: DataTab, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
-        self.dock = dock
+        self.context = context
+        self.data_tab = data_tab
         d = AugmentConfig()
         a, e, i = d.affine, d.elastic, d.intensity
         self.enabled = CheckBox(text="Augment training patches", value=d.enabled)
@@ -239,11 +245,11 @@ class AugmentTab(QWidget):
         if self.job is not None and self.job.running:
             notify.info("a preview is already being computed")
             return None
-        viewer = self.dock.viewer
+        viewer = self.context.viewer
         try:
-            image = require_layer(self.dock.data_tab.image.value, "an image layer on the Data tab")
-            mask = self.dock.data_tab.mask.value
-            config = self.dock.build_config()
+            image = require_layer(self.data_tab.image.value, "an image layer on the Data tab")
+            mask = self.data_tab.mask.value
+            config = self.context.build_config()
             z = current_slice(viewer, image)
             image2d = _slice(image, z)
             mask2d = None
@@ -271,12 +277,12 @@ class AugmentTab(QWidget):
             add_or_update_layer(
                 viewer, f"{name} augmented mask", masks, "labels", opacity=0.4, translate=translate
             )
-            self.dock.status(f"{len(images)} augmented patches of slice {z} added")
+            self.context.status(f"{len(images)} augmented patches of slice {z} added")
 
         self.preview_button.enabled = False
-        self.dock.status("computing the augmentation preview (TensorFlow)…")
+        self.context.status("computing the augmentation preview (TensorFlow)…")
         self.job = start_job(
-            self.dock.jobs,
+            self.context.jobs,
             "preview",
             preview_job,
             image2d,

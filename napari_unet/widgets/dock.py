@@ -2,8 +2,9 @@
 
 The dock owns what the tabs share: the viewer, the background jobs, the
 current model folder (trained here or loaded on Predict), a cache of the
-loaded Keras model and the overwrite policy. Opening it imports neither
-TensorFlow nor any engine module that needs it.
+loaded Keras model and the overwrite policy. The tabs reach it only through
+a :class:`~.dock_context.DockContext` (and the sibling tabs they need).
+Opening it imports neither TensorFlow nor any engine module that needs it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from .augment_tab import AugmentTab
 from .data_tab import DataTab
+from .dock_context import DockContext
 from .export_tab import ExportTab
 from .loop_tab import LoopTab
 from .predict_tab import SOURCE_TRAINED, PredictTab
@@ -34,7 +36,7 @@ from .workers import JobRegistry
 if TYPE_CHECKING:
     import napari
 
-    from napari_unet.engine.config import Config
+    from napari_unet.engine.config import Config, PredictConfig
 
 __all__ = ["UNetDock"]
 
@@ -67,13 +69,28 @@ class UNetDock(QWidget):
         self.model_dir: Path | None = None
         self._model_cache: tuple[tuple[str, float], Any] | None = None
 
+        self.context = DockContext(
+            viewer=napari_viewer,
+            jobs=self.jobs,
+            status=self.status,
+            model_dir=lambda: self.model_dir,
+            set_model_dir=self.set_model_dir,
+            trained_dir=lambda: self.trained_dir,
+            build_config=self.build_config,
+            predict_config=self.predict_config,
+            cached_model=self.cached_model,
+            remember_model=self.remember_model,
+            confirm_overwrite=self.confirm_overwrite,
+            main_window=self.main_window,
+        )
+
         self.tabs = QTabWidget()
         self.data_tab = DataTab(napari_viewer)
-        self.augment_tab = AugmentTab(self)
-        self.train_tab = TrainTab(self)
-        self.predict_tab = PredictTab(self)
-        self.export_tab = ExportTab(self)
-        self.loop_tab = LoopTab(self)
+        self.augment_tab = AugmentTab(self.context, self.data_tab)
+        self.train_tab = TrainTab(self.context, self.data_tab)
+        self.predict_tab = PredictTab(self.context)
+        self.export_tab = ExportTab(self.context)
+        self.loop_tab = LoopTab(self.context, self.predict_tab)
         for tab, title in (
             (self.data_tab, "Data"),
             (self.augment_tab, "Augment"),
@@ -117,6 +134,12 @@ class UNetDock(QWidget):
         from .settings import build_config
 
         return build_config(self, output)
+
+    def predict_config(self) -> PredictConfig:
+        """Tiling, TTA and threshold of the Predict tab (see :mod:`.settings`)."""
+        from .settings import build_predict_config
+
+        return build_predict_config(self)
 
     def set_model_dir(self, folder: Path, origin: str) -> None:
         """Make `folder` the current model (``origin``: ``"trained"`` or ``"loaded"``)."""

@@ -21,7 +21,7 @@ from .layer_utils import layer_choices, require_layer, safe_name
 from .workers import Job, copy_model_job, start_job, write_mask_job
 
 if TYPE_CHECKING:
-    from .dock import UNetDock
+    from .dock_context import DockContext
 
 __all__ = ["FORMAT_PNG", "FORMAT_TIFF", "ExportTab"]
 
@@ -34,13 +34,13 @@ class ExportTab(QWidget):
 
     Parameters
     ----------
-    dock
-        The U-Net dock (viewer, model state, jobs, overwrite policy).
+    context
+        The dock's shared state (viewer, current model, jobs, overwrite policy).
     """
 
-    def __init__(self, dock: UNetDock, parent: QWidget | None = None) -> None:
+    def __init__(self, context: DockContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.dock = dock
+        self.context = context
         self.mask = ComboBox(label="Mask layer", choices=self._labels)
         self.format = ComboBox(label="Format", choices=[FORMAT_TIFF, FORMAT_PNG], value=FORMAT_TIFF)
         self.export_button = PushButton(text="Export mask…")
@@ -65,7 +65,7 @@ class ExportTab(QWidget):
         self.last_written: Path | None = None
 
     def _labels(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.dock.viewer, [Labels])
+        return layer_choices(self.context.viewer, [Labels])
 
     def reset_choices(self) -> None:
         """Refresh the Labels picker."""
@@ -129,7 +129,7 @@ class ExportTab(QWidget):
             return None
         overwrite = False
         if target.exists():
-            if not self.dock.confirm_overwrite(target):
+            if not self.context.confirm_overwrite(target):
                 notify.warning(f"{target} exists; nothing was written")
                 return None
             overwrite = True
@@ -140,7 +140,7 @@ class ExportTab(QWidget):
     # ----------------------------------------------------------------- model folder
 
     def _on_copy_clicked(self, *_: Any) -> None:
-        source = self.dock.model_dir
+        source = self.context.model_dir()
         if source is None:
             notify.error("there is no model to copy yet: train one or load one on Predict")
             return
@@ -156,14 +156,14 @@ class ExportTab(QWidget):
 
     def copy_model(self, target: str | Path) -> Job | None:
         """Copy the current model folder to `target` (a new folder) in a worker."""
-        source = self.dock.model_dir
+        source = self.context.model_dir()
         if source is None:
             notify.error("there is no model to copy yet: train one or load one on Predict")
             return None
         target = Path(target).expanduser()
         overwrite = False
         if target.exists():
-            if not self.dock.confirm_overwrite(target):
+            if not self.context.confirm_overwrite(target):
                 notify.warning(f"{target} exists; nothing was copied")
                 return None
             overwrite = True
@@ -185,7 +185,7 @@ class ExportTab(QWidget):
             self.export_button.enabled = self.copy_button.enabled = True
 
         self.job = start_job(
-            self.dock.jobs,
+            self.context.jobs,
             what,
             func,
             *args,

@@ -34,7 +34,7 @@ from .progress import TaskProgress
 from .workers import Job, predict_job, start_job
 
 if TYPE_CHECKING:
-    from .dock import UNetDock
+    from .dock_context import DockContext
 
 __all__ = ["SOURCE_FOLDER", "SOURCE_PRETRAINED", "SOURCE_TRAINED", "PredictTab"]
 
@@ -53,13 +53,13 @@ class PredictTab(QWidget):
 
     Parameters
     ----------
-    dock
-        The U-Net dock (viewer, model state, jobs).
+    context
+        The dock's shared state (viewer, model state and cache, jobs, status).
     """
 
-    def __init__(self, dock: UNetDock, parent: QWidget | None = None) -> None:
+    def __init__(self, context: DockContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.dock = dock
+        self.context = context
         p = PredictConfig()
         self.source = ComboBox(label="Model", choices=self._sources, value=SOURCE_FOLDER)
         self.model_folder = FileEdit(
@@ -124,14 +124,14 @@ class PredictTab(QWidget):
         from napari_unet.sample import PRETRAINED_MODEL
 
         sources = [SOURCE_FOLDER]
-        if self.dock.trained_dir is not None:
+        if self.context.trained_dir() is not None:
             sources.insert(0, SOURCE_TRAINED)
         if (PRETRAINED_MODEL / "config.yaml").exists():
             sources.append(SOURCE_PRETRAINED)
         return sources
 
     def _images(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.dock.viewer, [Image])
+        return layer_choices(self.context.viewer, [Image])
 
     def reset_choices(self) -> None:
         """Refresh the pickers (layers and model sources)."""
@@ -153,8 +153,9 @@ class PredictTab(QWidget):
         from napari_unet.sample import PRETRAINED_MODEL
 
         choice = self.source.value
-        if choice == SOURCE_TRAINED and self.dock.trained_dir is not None:
-            folder = Path(self.dock.trained_dir)
+        trained = self.context.trained_dir()
+        if choice == SOURCE_TRAINED and trained is not None:
+            folder = Path(trained)
         elif choice == SOURCE_PRETRAINED:
             folder = PRETRAINED_MODEL
         else:
@@ -185,19 +186,17 @@ class PredictTab(QWidget):
         Returns the job, or None if the inputs were not usable (a notification
         says why; no layer is changed).
         """
-        from .settings import build_predict_config
-
         if self.job is not None and self.job.running:
             notify.info("a prediction is already running")
             return None
         try:
             image = require_layer(self.image.value, "an image layer on the Predict tab")
             folder = self.model_source_dir()
-            predict_config = build_predict_config(self.dock)
+            predict_config = self.context.predict_config()
         except UserInputError as exc:
             notify.error(str(exc))
             return None
-        model = self.dock.cached_model(folder) or folder
+        model = self.context.cached_model(folder) or folder
         data = snapshot(image)
         name = image.name
         placement = {"scale": tuple(image.scale), "translate": tuple(image.translate)}
@@ -211,7 +210,7 @@ class PredictTab(QWidget):
             self._show_prediction(prediction, name, ndim, placement)
 
         self.job = start_job(
-            self.dock.jobs,
+            self.context.jobs,
             "prediction",
             predict_job,
             model,
@@ -236,7 +235,7 @@ class PredictTab(QWidget):
                 self.progress.start(event.total)
             self.progress.update(event.done, f"{event.done}/{event.total} tiles", event.eta)
         else:  # the LoadedModel: keep it for the next prediction
-            self.dock.remember_model(folder, event)
+            self.context.remember_model(folder, event)
 
     def _show_prediction(
         self, prediction: Any, name: str, ndim: int, placement: dict[str, Any]
@@ -249,7 +248,7 @@ class PredictTab(QWidget):
         if ndim == 2 and probability.shape[0] == 1:
             probability = probability[0]
         mask = (probability > float(self.threshold.value)).astype(np.uint8)
-        viewer = self.dock.viewer
+        viewer = self.context.viewer
         if len(placement["scale"]) != probability.ndim:
             placement = {}
         prob_layer, updated_prob = add_or_update_layer(
@@ -276,7 +275,7 @@ class PredictTab(QWidget):
                 f"Updated the existing layers '{pred_layer.name}' and "
                 f"'{prob_layer.name}' with the new prediction"
             )
-        self.dock.status(f"prediction of '{name}' added; correct it with the brush and eraser")
+        self.context.status(f"prediction of '{name}' added; correct it with the brush and eraser")
 
     def _on_errored(self, exc: BaseException) -> None:
         message = notify.report_exception(exc, "prediction")
@@ -297,7 +296,7 @@ class PredictTab(QWidget):
         bool
             False if there is no prediction (or its layers were deleted).
         """
-        viewer = self.dock.viewer
+        viewer = self.context.viewer
         prob, pred = self.probability_layer, self.prediction_layer
         if not (layer_in_viewer(viewer, prob) and layer_in_viewer(viewer, pred)):
             return False

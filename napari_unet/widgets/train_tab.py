@@ -20,7 +20,8 @@ from .progress import TaskProgress, format_seconds
 from .workers import Job, start_job, train_job
 
 if TYPE_CHECKING:
-    from .dock import UNetDock
+    from .data_tab import DataTab
+    from .dock_context import DockContext
 
 __all__ = ["TrainTab", "default_models_parent"]
 
@@ -40,13 +41,18 @@ class TrainTab(QWidget):
 
     Parameters
     ----------
-    dock
-        The U-Net dock (viewer, data tab, config builder, jobs).
+    context
+        The dock's shared state (config builder, jobs, current model, main window).
+    data_tab
+        The Data tab (the layers to train on).
     """
 
-    def __init__(self, dock: UNetDock, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, context: DockContext, data_tab: DataTab, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
-        self.dock = dock
+        self.context = context
+        self.data_tab = data_tab
         t = TrainConfig()
         self.preset = ComboBox(
             label="Model",
@@ -144,9 +150,9 @@ class TrainTab(QWidget):
             notify.info("training is already running; press Stop first")
             return None
         try:
-            layers = self.dock.data_tab.selected_layers()
+            layers = self.data_tab.selected_layers()
             folder = default_model_dir(self.models_dir.value, layers["image"].name)
-            config = self.dock.build_config(output=str(folder))
+            config = self.context.build_config(output=str(folder))
         except UserInputError as exc:
             notify.error(str(exc))
             return None
@@ -164,7 +170,7 @@ class TrainTab(QWidget):
         self.train_button.enabled = False
         self.stop_button.enabled = True
         self.job = start_job(
-            self.dock.jobs,
+            self.context.jobs,
             "training",
             train_job,
             config,
@@ -212,7 +218,7 @@ class TrainTab(QWidget):
     def _on_returned(self, result: Any) -> None:
         folder = Path(result.model_dir)
         if (folder / "best.keras").exists() or (folder / "last.keras").exists():
-            self.dock.set_model_dir(folder, "trained")
+            self.context.set_model_dir(folder, "trained")
 
     def _on_errored(self, exc: BaseException) -> None:
         message = notify.report_exception(exc, "training")
@@ -229,7 +235,7 @@ class TrainTab(QWidget):
 
     def _register_task(self) -> None:
         """Let napari ask before closing the window while training runs (and stop it then)."""
-        register = getattr(self.dock.main_window(), "_register_task_status", None)
+        register = getattr(self.context.main_window(), "_register_task_status", None)
         if register is None:
             return
         try:
@@ -248,7 +254,7 @@ class TrainTab(QWidget):
     def _finish_task(self) -> None:
         if self._task_id is None:
             return
-        update = getattr(self.dock.main_window(), "_update_task_status", None)
+        update = getattr(self.context.main_window(), "_update_task_status", None)
         try:
             from napari.utils.task_status import Status
 

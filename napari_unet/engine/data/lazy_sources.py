@@ -225,7 +225,7 @@ def prepare_data(
     loaded and normalized with the same statistics as in the eager path.
     """
     from ..io.stacks import check_pair
-    from ..training.train import PreparedData
+    from .prepared_data import PreparedData
 
     _check_supported(config)
     data_cfg = config.data

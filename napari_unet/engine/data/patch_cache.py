@@ -135,7 +135,7 @@ def _save(path: Path, prepared: Any) -> None:
 
 
 def _load(path: Path) -> Any:
-    from ..training.train import PreparedData
+    from .prepared_data import PreparedData
 
     with np.load(path, allow_pickle=False) as stored:
         values = {k: (stored[k] if k in stored.files else None) for k in _ARRAYS}

@@ -1,5 +1,11 @@
-"""Array preparation shared by training and prediction: shape conventions,
-percentile normalization, resizing and the train/validation slice split.
+"""Array preparation shared by training and prediction: percentile normalization,
+resizing and the train/validation slice split.
+
+The ``(Z, Y, X)`` shape conventions (:func:`as_stack`, :func:`rgb_to_grey`,
+:func:`looks_rgb`, :func:`squeeze_extra_axes`) and the percentile statistics
+(:func:`normalization_stats`, :data:`MAX_STATS_PIXELS`) belong to the I/O stage
+(:mod:`~napari_unet.engine.io.arrays`, :mod:`~napari_unet.engine.io.percentiles`)
+and are re-exported here.
 
 Pure numpy / scikit-image; never imports TensorFlow, napari or Qt.
 """
@@ -7,11 +13,19 @@ Pure numpy / scikit-image; never imports TensorFlow, napari or Qt.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from ..errors import UserInputError
+from ..io.arrays import (
+    _WIDE_KINDS,
+    LUMINANCE_WEIGHTS,
+    as_stack,
+    looks_rgb,
+    rgb_to_grey,
+    squeeze_extra_axes,
+)
+from ..io.percentiles import MAX_STATS_PIXELS, normalization_stats
 
 __all__ = [
     "LUMINANCE_WEIGHTS",
@@ -25,220 +39,14 @@ __all__ = [
     "resize_stack",
     "rgb_to_grey",
     "split_train_val",
+    "squeeze_extra_axes",
 ]
-
-#: Rec. 709 luminance weights (the ones scikit-image's ``rgb2gray`` uses).
-LUMINANCE_WEIGHTS = (0.2125, 0.7154, 0.0721)
-
-#: Above this many pixels, percentiles are estimated on a strided subsample.
-MAX_STATS_PIXELS = 2**24
 
 #: Normalized values are clipped to +-this so that extreme outliers stay finite in float32.
 NORMALIZED_LIMIT = 1e4
 
-# Integer/float types whose values do not fit float32 exactly: work in float64.
-_WIDE_KINDS = {np.dtype(t) for t in (np.int32, np.uint32, np.int64, np.uint64, np.float64)}
-
-
-# --------------------------------------------------------------------------- shapes
-
-
-def looks_rgb(shape: tuple[int, ...]) -> bool:
-    """Guess whether the last axis of `shape` holds RGB(A) colour channels.
-
-    The last axis must have 3 or 4 entries and be smaller than both spatial
-    axes before it, so that a tiny ``(2, 4, 4)`` grey stack is not mistaken for
-    an RGBA image.
-
-    Parameters
-    ----------
-    shape
-        Array shape with 3 or 4 dimensions.
-
-    Returns
-    -------
-    bool
-        True if the array is most likely ``(Y, X, C)`` or ``(Z, Y, X, C)``.
-    """
-    if len(shape) not in (3, 4) or shape[-1] not in (3, 4):
-        return False
-    return shape[-1] < min(shape[-3], shape[-2])
-
-
-def rgb_to_grey(arr: np.ndarray) -> np.ndarray:
-    """Convert colour channels on the last axis to grey by luminance.
-
-    Alpha (a 4th channel) is dropped. Integer input is rounded back to its own
-    dtype (the weights sum to 1, so values stay in range); float input keeps its
-    float dtype (float16 becomes float32).
-
-    Parameters
-    ----------
-    arr
-        Array ``(..., 3)`` or ``(..., 4)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Array with the last axis removed.
-    """
-    arr = np.asarray(arr)
-    if arr.ndim < 3 or arr.shape[-1] not in (3, 4):
-        raise UserInputError(f"expected colour channels on the last axis, got shape {arr.shape}")
-    work = np.float64 if arr.dtype in _WIDE_KINDS else np.float32
-    if arr.dtype.kind == "f":
-        out_dtype = np.dtype(np.float32) if arr.dtype.itemsize < 4 else arr.dtype
-    elif arr.dtype.kind in "iub":
-        out_dtype = np.dtype(np.uint8) if arr.dtype.kind == "b" else arr.dtype
-    else:
-        raise UserInputError(f"cannot convert {arr.dtype} colour data to grey")
-    out = np.empty(arr.shape[:-1], dtype=out_dtype)
-    # One leading index at a time keeps the float temporaries small.
-    for index in np.ndindex(*arr.shape[:-3]) if arr.ndim > 3 else [()]:
-        grey = sum(arr[index][..., c].astype(work) * w for c, w in enumerate(LUMINANCE_WEIGHTS))
-        if out_dtype.kind in "iu":
-            info = np.iinfo(out_dtype)
-            grey = np.clip(np.rint(grey), info.min, info.max)
-        out[index] = grey
-    return out
-
-
-def squeeze_extra_axes(arr: Any, name: str, original: tuple[int, ...]) -> Any:
-    """Drop singleton leading axes until at most 3 remain (numpy or dask arrays).
-
-    Raises
-    ------
-    UserInputError
-        If more than 3 axes remain and none of the leading ones is a singleton.
-    """
-    while arr.ndim > 3:
-        singles = [i for i in range(arr.ndim - 2) if arr.shape[i] == 1]
-        if not singles:
-            raise UserInputError(
-                f"{name} has shape {original}; expected a 2D image, a (Z, Y, X) stack "
-                "or an RGB image (several channels or time points are not supported)"
-            )
-        arr = arr.squeeze(axis=singles[0])
-    return arr
-
-
-def as_stack(arr: np.ndarray, rgb: bool | None = None, name: str = "image") -> np.ndarray:
-    """Bring an image into the ``(Z, Y, X)`` convention.
-
-    * RGB(A) on the last axis becomes grey (`rgb=None` guesses with :func:`looks_rgb`);
-    * a trailing singleton channel ``(Y, X, 1)`` is dropped;
-    * extra singleton axes before ``(Y, X)`` are squeezed (e.g. TZCYX with T=C=1);
-    * a 2D image becomes ``(1, Y, X)``.
-
-    Parameters
-    ----------
-    arr
-        Array-like with at least 2 dimensions.
-    rgb
-        True: the last axis is colour; False: it is not; None: guess.
-    name
-        Used in error messages (e.g. the file name).
-
-    Returns
-    -------
-    numpy.ndarray
-        3D array ``(Z, Y, X)`` (a view where possible).
-
-    Raises
-    ------
-    UserInputError
-        If the array cannot be read as a grey stack.
-    """
-    arr = np.asarray(arr)
-    original = arr.shape
-    if rgb is None:
-        rgb = looks_rgb(arr.shape)
-    if rgb:
-        arr = rgb_to_grey(arr)
-    elif arr.ndim >= 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    arr = squeeze_extra_axes(arr, name, original)
-    if arr.ndim < 2:
-        raise UserInputError(f"{name} has shape {original}; expected at least 2 dimensions")
-    if arr.ndim == 2:
-        arr = arr[np.newaxis]
-    return arr
-
 
 # --------------------------------------------------------------------------- normalization
-
-
-def _stats_sample(values: np.ndarray) -> np.ndarray:
-    """Return all of `values` or, when large, a strided 1-D subsample.
-
-    The stride is chosen coprime with the row length so that the sample walks
-    through every column instead of repeating a few of them.
-    """
-    size = values.size
-    if size <= MAX_STATS_PIXELS:
-        return values
-    step = math.ceil(size / MAX_STATS_PIXELS)
-    width = values.shape[-1] if values.ndim else 1
-    while math.gcd(step, width) != 1:
-        step += 1
-    return values.flat[::step]  # copies only the sampled elements
-
-
-def _percentiles(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """(low, high) percentiles of the finite values; (0, 0) if none are finite.
-
-    Falls back to (min, max) when the two percentiles coincide but the data is
-    not constant (e.g. mostly-zero padding with a little content).
-    """
-    sample = _stats_sample(values)
-    if sample.dtype.kind == "f":
-        finite = np.isfinite(sample)
-        if not finite.all():
-            sample = sample[finite]
-    elif sample.dtype.kind == "b":
-        sample = sample.astype(np.uint8)
-    if sample.size == 0:
-        return 0.0, 0.0
-    lo, hi = np.percentile(sample, [low, high])
-    if hi <= lo:
-        lo, hi = sample.min(), sample.max()
-    return float(lo), float(hi)
-
-
-def normalization_stats(
-    stack: np.ndarray, low: float = 1.0, high: float = 99.8, per_slice: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Intensity values at the `low` and `high` percentiles.
-
-    NaN and infinite values are ignored. Stacks larger than
-    :data:`MAX_STATS_PIXELS` (per slice with `per_slice`) are subsampled.
-
-    Parameters
-    ----------
-    stack
-        ``(Z, Y, X)`` stack (a 2D image counts as one slice).
-    low, high
-        Percentiles in ``[0, 100]``, ``low < high``.
-    per_slice
-        One (lo, hi) pair per slice instead of one for the whole stack.
-
-    Returns
-    -------
-    lo, hi : numpy.ndarray
-        float64 arrays of shape ``(Z,)`` with `per_slice`, else ``(1,)``.
-        Store them to apply the same mapping later with :func:`apply_normalization`.
-    """
-    if not 0.0 <= low < high <= 100.0:
-        raise UserInputError(f"percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
-    stack = np.asarray(stack)
-    if stack.ndim == 2:
-        stack = stack[np.newaxis]
-    parts = list(stack) if per_slice else [stack]
-    pairs = [_percentiles(part, low, high) for part in parts]
-    if not pairs:
-        return np.zeros(0), np.zeros(0)
-    lo, hi = np.array(pairs, dtype=np.float64).T
-    return lo, hi
 
 
 def _per_slice_values(values: np.ndarray | float, n: int) -> np.ndarray:

@@ -22,31 +22,57 @@ The same blocks run on a ``dask.distributed`` cluster when a client is given
 and writes its blocks straight into the zarr output.
 
 TensorFlow is imported only when a block is predicted.
+
+Modules, one concern each (this module re-exports their public names):
+
+* :mod:`~napari_unet.engine.inference.blocks` -- :class:`BlockwiseOptions`,
+  :class:`Block`, :class:`BlockPlan` and :func:`make_plan` (cutting a volume
+  into blocks with their tile halos);
+* :mod:`~napari_unet.engine.inference.block_predict` -- normalizing, laying out
+  and predicting one block;
+* :mod:`~napari_unet.engine.inference.block_store` -- the zarr group and TIFF
+  stack outputs (temporary names, renames);
+* :mod:`~napari_unet.engine.inference.block_pipeline` -- the single-process
+  read-ahead/write-behind loop;
+* :mod:`~napari_unet.engine.inference.distributed` -- the same blocks on a cluster;
+* this module -- the public driver (:func:`predict_blockwise_iter`,
+  :func:`predict_blockwise`, :func:`predict_lazy_iter`, :class:`BlockwiseResult`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..atomic import check_writable
 from ..config import DataConfig, PredictConfig
-from ..data.preprocess import apply_normalization, resize_stack
 from ..errors import UserInputError
 from ..events import PredictEvent, drain
-from ..io.lazy import as_lazy, read_region, volume_stats
-from .tiling import Tile, blend_window, pad_to_multiple, padded_indices, tile_grid
+from ..io.lazy import as_lazy, volume_stats
+from .block_pipeline import run_local
+from .block_predict import block_stats as block_stats
+from .block_predict import predict_block as predict_block
+from .block_predict import prepare_block as prepare_block
+from .block_store import TiffTarget, ZarrTarget, atomic_zarr, create_group, zarr_to_tiff
+from .block_store import encode_mask as encode_mask
+from .block_store import encode_probability as encode_probability
+from .blocks import DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE
+from .blocks import TARGET_BLOCK_PIXELS as TARGET_BLOCK_PIXELS
+from .blocks import WHOLE_SLICE_PIXELS as WHOLE_SLICE_PIXELS
+from .blocks import Block as Block
+from .blocks import BlockPlan, BlockwiseOptions, make_plan
+from .blocks import ProbabilityDtype as ProbabilityDtype
+from .blocks import block_tiles as block_tiles
+from .blocks import output_region as output_region
 
 __all__ = [
     "BlockPlan",
@@ -58,488 +84,7 @@ __all__ = [
     "predict_lazy_iter",
 ]
 
-#: Slices up to this many pixels are predicted whole (blocks are runs of slices).
-WHOLE_SLICE_PIXELS = 4096 * 4096
-#: Default block side along Y and X for larger slices.
-DEFAULT_BLOCK_SIZE = 4096
-#: Blocks of whole slices hold about this many pixels (several slices if small).
-TARGET_BLOCK_PIXELS = 2**22
-ProbabilityDtype = Literal["uint8", "float16", "float32"]
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf2", ".tf8")
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class BlockwiseOptions:
-    """How a volume is cut into blocks and what is written.
-
-    Attributes
-    ----------
-    block_slices
-        Slices per block; None = about :data:`TARGET_BLOCK_PIXELS` pixels per
-        block (a whole number of the source's z-chunks where possible).
-    block_size
-        Side of a block along Y and X; None = whole slices up to
-        :data:`WHOLE_SLICE_PIXELS` pixels, else :data:`DEFAULT_BLOCK_SIZE`.
-        Every block boundary costs about one extra row/column of tiles.
-    probability_dtype
-        ``uint8`` (``round(255 p)``), ``float16`` or ``float32``.
-    write_probability, write_mask
-        Which arrays the zarr output holds (at least one).
-    tiff
-        Also write a TIFF stack here, page by page (None: no TIFF).
-    tiff_content
-        ``mask`` (uint8 ``{0, 255}``) or ``probability`` (`tiff_dtype`).
-    tiff_dtype
-        Probability dtype in the TIFF (default float32, like in-memory prediction).
-    z_range
-        Predict only slices ``z_range[0]:z_range[1]`` (the output holds just
-        those); normalization statistics still come from the whole volume.
-    stats
-        Normalization ``(lo, hi)`` to use instead of :func:`volume_stats`.
-    overwrite
-        Replace existing outputs.
-    prefetch
-        Read the next block and write the previous one in background threads.
-    """
-
-    block_slices: int | None = None
-    block_size: int | None = None
-    probability_dtype: ProbabilityDtype = "uint8"
-    write_probability: bool = True
-    write_mask: bool = True
-    tiff: str | Path | None = None
-    tiff_content: Literal["mask", "probability"] = "mask"
-    tiff_dtype: ProbabilityDtype = "float32"
-    z_range: tuple[int, int] | None = None
-    stats: tuple[Any, Any] | None = None
-    overwrite: bool = False
-    prefetch: bool = True
-
-    def __post_init__(self) -> None:
-        if self.block_slices is not None and self.block_slices < 1:
-            raise UserInputError(f"block_slices must be at least 1, got {self.block_slices}")
-        if self.block_size is not None and self.block_size < 16:
-            raise UserInputError(f"block_size must be at least 16 pixels, got {self.block_size}")
-        for name in ("probability_dtype", "tiff_dtype"):
-            if getattr(self, name) not in ("uint8", "float16", "float32"):
-                raise UserInputError(
-                    f"{name} must be uint8, float16 or float32, got {getattr(self, name)!r}"
-                )
-        if not (self.write_probability or self.write_mask):
-            raise UserInputError("nothing to write: enable the probability or the mask")
-
-
-# --------------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class Block:
-    """One block: output slices ``z``, rows ``y`` and columns ``x`` (half-open)
-    in network-input coordinates, and the indices of the grid tiles it needs."""
-
-    index: int
-    z: tuple[int, int]
-    y: tuple[int, int]
-    x: tuple[int, int]
-    tiles: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    """Everything a block needs besides the data: shapes, tiles, blocks.
-
-    Attributes
-    ----------
-    shape
-        Output ``(Z, Y, X)`` (the source's slices ``z_offset:z_offset + Z``).
-    z_offset
-        First source slice.
-    net_shape
-        Slice shape fed to the network (``resize`` or the source's).
-    multiple
-        The network's size multiple.
-    resize
-        ``DataConfig.resize`` (then blocks are whole slices).
-    tiles, windows
-        The global tile grid of a padded slice and its blending windows.
-    rows, cols
-        Index maps of the padding (:func:`~napari_unet.engine.inference.tiling.padded_indices`).
-    blocks
-        All blocks, slice-major.
-    chunks
-        Chunk shape of the zarr output (one slice deep, block-aligned).
-    """
-
-    shape: tuple[int, int, int]
-    z_offset: int
-    net_shape: tuple[int, int]
-    multiple: int
-    resize: tuple[int, int] | None
-    tiles: tuple[Tile, ...]
-    windows: tuple[np.ndarray, ...]
-    rows: np.ndarray
-    cols: np.ndarray
-    blocks: tuple[Block, ...]
-    chunks: tuple[int, int, int]
-    batch_size: int
-    tta: bool
-
-    @property
-    def total_tiles(self) -> int:
-        """Network tiles over all blocks (the progress total)."""
-        return sum(block_tiles(self, b) for b in self.blocks)
-
-    def read_window(self, block: Block) -> tuple[slice, slice, slice]:
-        """Source region (in source coordinates) that `block` reads."""
-        z0, z1 = block.z[0] + self.z_offset, block.z[1] + self.z_offset
-        if self.resize is not None:
-            return slice(z0, z1), slice(None), slice(None)
-        box_y, box_x = _tile_box(self, block)
-        rows = self.rows[box_y[0] : box_y[1]]
-        cols = self.cols[box_x[0] : box_x[1]]
-        return (
-            slice(z0, z1),
-            slice(int(rows.min()), int(rows.max()) + 1),
-            slice(int(cols.min()), int(cols.max()) + 1),
-        )
-
-
-def block_tiles(plan: BlockPlan, block: Block) -> int:
-    """Network tiles `block` runs."""
-    return (block.z[1] - block.z[0]) * len(block.tiles)
-
-
-def _tile_box(plan: BlockPlan, block: Block) -> tuple[tuple[int, int], tuple[int, int]]:
-    tiles = [plan.tiles[i] for i in block.tiles]
-    return (
-        (min(t.y for t in tiles), max(t.y + t.height for t in tiles)),
-        (min(t.x for t in tiles), max(t.x + t.width for t in tiles)),
-    )
-
-
-def _axis_blocks(length: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, length)) for start in range(0, length, size)]
-
-
-def _auto_block_slices(volume: Any, slice_pixels: int, depth: int) -> int:
-    """About TARGET_BLOCK_PIXELS per block, in whole source z-chunks when they are small."""
-    target = max(1, TARGET_BLOCK_PIXELS // max(slice_pixels, 1))
-    chunks = getattr(volume, "chunks", None)
-    chunk_z = int(chunks[0][0]) if chunks and isinstance(chunks[0], tuple) else 1
-    if 1 < chunk_z and chunk_z * slice_pixels <= 4 * TARGET_BLOCK_PIXELS:
-        target = chunk_z * max(1, target // chunk_z)
-    return min(target, depth)
-
-
-def make_plan(
-    volume: Any,
-    data_config: DataConfig,
-    config: PredictConfig,
-    multiple: int,
-    options: BlockwiseOptions | None = None,
-) -> BlockPlan:
-    """Cut `volume` (``(Z, Y, X)``) into blocks for a network of size `multiple`."""
-    options = options or BlockwiseOptions()
-    depth, height, width = (int(s) for s in volume.shape)
-    z0, z1 = options.z_range or (0, depth)
-    if not 0 <= z0 < z1 <= depth:
-        raise UserInputError(f"z_range {options.z_range} is outside the volume's {depth} slices")
-    depth = z1 - z0
-    resize = tuple(data_config.resize) if data_config.resize is not None else None
-    net_shape = resize or (height, width)
-    rows, cols = padded_indices(net_shape, multiple)
-    padded = (len(rows), len(cols))
-    tiles = tuple(tile_grid(padded, config.tile_size, config.overlap, multiple))
-    windows = tuple(blend_window(t, config.overlap) for t in tiles)
-    side = options.block_size
-    if resize is not None or (side is None and height * width <= WHOLE_SLICE_PIXELS):
-        ys, xs = [(0, net_shape[0])], [(0, net_shape[1])]
-    else:
-        side = side or DEFAULT_BLOCK_SIZE
-        ys, xs = _axis_blocks(height, side), _axis_blocks(width, side)
-    if options.block_slices is not None:
-        block_slices = min(options.block_slices, depth)
-    else:
-        pixels = (ys[0][1] - ys[0][0]) * (xs[0][1] - xs[0][0])
-        block_slices = _auto_block_slices(volume, pixels, depth)
-    blocks = []
-    for zs in _axis_blocks(depth, block_slices):
-        for y in ys:
-            for x in xs:
-                needed = tuple(
-                    i
-                    for i, t in enumerate(tiles)
-                    if t.y < y[1] and t.y + t.height > y[0] and t.x < x[1] and t.x + t.width > x[0]
-                )
-                blocks.append(Block(len(blocks), zs, y, x, needed))
-    out_y = ys[0][1] - ys[0][0] if resize is None else height
-    out_x = xs[0][1] - xs[0][0] if resize is None else width
-    return BlockPlan(
-        shape=(depth, height, width),
-        z_offset=z0,
-        net_shape=net_shape,
-        multiple=multiple,
-        resize=resize,
-        tiles=tiles,
-        windows=windows,
-        rows=rows,
-        cols=cols,
-        blocks=tuple(blocks),
-        chunks=(1, out_y, out_x),
-        batch_size=config.batch_size,
-        tta=config.tta,
-    )
-
-
-# --------------------------------------------------------------------------- one block
-
-
-def block_stats(stats: tuple[np.ndarray, np.ndarray], block: Block) -> tuple[np.ndarray, ...]:
-    """The (lo, hi) values of `block`'s slices (per-slice stats) or the global pair."""
-    lo, hi = (np.asarray(s, dtype=np.float64).reshape(-1) for s in stats)
-    if lo.size == 1:
-        return lo, hi
-    return lo[block.z[0] : block.z[1]], hi[block.z[0] : block.z[1]]
-
-
-def prepare_block(
-    raw: np.ndarray, plan: BlockPlan, block: Block, stats: tuple[np.ndarray, ...]
-) -> np.ndarray:
-    """Normalize the raw source region of `block` and lay it out as the padded
-    slices' tile box (what :func:`~napari_unet.engine.inference.predict.predict_tiles` reads)."""
-    lo, hi = stats
-    normalized = apply_normalization(raw, lo, hi)
-    if plan.resize is not None:
-        normalized = resize_stack(normalized, plan.resize, order=1)
-        return pad_to_multiple(normalized, plan.multiple)[0]
-    window = plan.read_window(block)
-    box_y, box_x = _tile_box(plan, block)
-    rows = plan.rows[box_y[0] : box_y[1]] - window[1].start
-    cols = plan.cols[box_x[0] : box_x[1]] - window[2].start
-    if rows.size == raw.shape[1] and (rows == np.arange(rows.size)).all():
-        out = normalized
-    else:
-        out = np.take(normalized, rows, axis=1)
-    if cols.size != raw.shape[2] or not (cols == np.arange(cols.size)).all():
-        out = np.take(out, cols, axis=2)
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def predict_block(
-    runner: Callable[[np.ndarray], np.ndarray],
-    region: np.ndarray,
-    plan: BlockPlan,
-    block: Block,
-    stop: threading.Event | None = None,
-) -> Generator[PredictEvent, None, np.ndarray]:
-    """Predict one prepared block; returns float32 ``(z, y, x)`` of the block
-    in output coordinates (back at the source size when resizing)."""
-    from .predict import predict_tiles
-
-    tiles = [plan.tiles[i] for i in block.tiles]
-    windows = [plan.windows[i] for i in block.tiles]
-    if plan.resize is not None:
-        crop = (slice(0, plan.net_shape[0]), slice(0, plan.net_shape[1]))
-    else:
-        crop = (slice(*block.y), slice(*block.x))
-    depth = block.z[1] - block.z[0]
-    probability = yield from predict_tiles(
-        runner, region.__getitem__, depth, tiles, windows, crop, plan.batch_size, stop
-    )
-    if plan.resize is not None:
-        probability = resize_stack(probability, plan.shape[1:], order=1).astype(np.float32)
-    return probability
-
-
-def encode_probability(probability: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 probability as stored: uint8 ``round(255 p)``, float16 or float32."""
-    if dtype == "uint8":
-        scaled = np.clip(probability, 0.0, 1.0) * 255.0
-        return np.rint(scaled).astype(np.uint8)
-    return probability.astype(dtype, copy=False)
-
-
-def encode_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 ``{0, 255}`` mask: probability above `threshold` (as in :class:`Prediction`)."""
-    mask = (probability > threshold).astype(np.uint8)
-    mask *= 255
-    return mask
-
-
-def output_region(plan: BlockPlan, block: Block) -> tuple[slice, slice, slice]:
-    """Where `block` goes in the output arrays."""
-    if plan.resize is not None:
-        return slice(*block.z), slice(None), slice(None)
-    return slice(*block.z), slice(*block.y), slice(*block.x)
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class ZarrTarget:
-    """A zarr output group being written (picklable: workers open it by path)."""
-
-    path: str
-    probability_dtype: str
-    write_probability: bool
-    write_mask: bool
-    threshold: float
-
-    def write(self, plan: BlockPlan, block: Block, probability: np.ndarray) -> None:
-        """Write one block's probability and mask."""
-        region = output_region(plan, block)
-        arrays = _open_arrays(self.path)
-        if self.write_probability:
-            arrays["probability"][region] = encode_probability(probability, self.probability_dtype)
-        if self.write_mask:
-            arrays["mask"][region] = encode_mask(probability, self.threshold)
-
-
-_ARRAYS: dict[str, dict[str, Any]] = {}
-_ARRAYS_LOCK = threading.Lock()
-
-
-def _open_arrays(path: str) -> dict[str, Any]:
-    """The zarr arrays of an output group, opened once per process."""
-    import zarr
-
-    with _ARRAYS_LOCK:
-        if path not in _ARRAYS:
-            group = zarr.open_group(path, mode="r+")
-            _ARRAYS[path] = {name: group[name] for name in group.array_keys()}
-        return _ARRAYS[path]
-
-
-def _forget_arrays(path: str) -> None:
-    with _ARRAYS_LOCK:
-        _ARRAYS.pop(path, None)
-
-
-def _create_group(
-    path: Path, plan: BlockPlan, options: BlockwiseOptions, attrs: dict[str, Any]
-) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="w")
-    if hasattr(group, "create_array"):  # zarr 3: blosc-lz4 writes ~2x faster than zstd
-        from zarr.codecs import BloscCodec
-
-        def create(name: str, dtype: str) -> None:
-            compressor = BloscCodec(cname="lz4", clevel=5)
-            group.create_array(
-                name, shape=plan.shape, chunks=plan.chunks, dtype=dtype, compressors=[compressor]
-            )
-    else:  # pragma: no cover - zarr 2
-
-        def create(name: str, dtype: str) -> None:
-            group.create_dataset(name, shape=plan.shape, chunks=plan.chunks, dtype=dtype)
-
-    if options.write_probability:
-        create("probability", options.probability_dtype)
-    if options.write_mask:
-        create("mask", "uint8")
-    group.attrs.update({"napari_unet": attrs})
-
-
-class _TiffTarget:
-    """Writes a TIFF stack page by page under a temporary name; slices are
-    appended when every block of their slice range has arrived."""
-
-    def __init__(self, path: Path, plan: BlockPlan, options: BlockwiseOptions, threshold: float):
-        import tifffile
-
-        from ..io.stacks import BIGTIFF_THRESHOLD
-
-        self.path = path
-        self.plan = plan
-        self.content = options.tiff_content
-        self.dtype = np.dtype("uint8" if self.content == "mask" else options.tiff_dtype)
-        self.threshold = threshold
-        check_writable(path, options.overwrite)
-        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{id(self):x}{path.suffix}")
-        nbytes = int(np.prod(plan.shape, dtype=np.int64)) * self.dtype.itemsize
-        self._writer = tifffile.TiffWriter(self.tmp, bigtiff=nbytes > BIGTIFF_THRESHOLD)
-        self._band: np.ndarray | None = None
-        self._band_z: tuple[int, int] | None = None
-        self._missing = 0
-        self._written = 0
-
-    def _encode(self, probability: np.ndarray) -> np.ndarray:
-        if self.content == "mask":
-            return encode_mask(probability, self.threshold)
-        return encode_probability(probability, str(self.dtype))
-
-    def add(self, block: Block, probability: np.ndarray) -> None:
-        """Take one block (blocks must arrive slice-range by slice-range)."""
-        data = self._encode(probability)
-        if self.plan.resize is not None or len(self.plan.blocks) == self._bands():
-            self._append(data)
-            return
-        if self._band_z != block.z:
-            self._band_z = block.z
-            depth = block.z[1] - block.z[0]
-            self._band = np.zeros((depth, *self.plan.shape[1:]), self.dtype)
-            self._missing = sum(1 for b in self.plan.blocks if b.z == block.z)
-        assert self._band is not None
-        self._band[:, slice(*block.y), slice(*block.x)] = data
-        self._missing -= 1
-        if self._missing == 0:
-            self._append(self._band)
-            self._band = None
-
-    def _bands(self) -> int:
-        return len({b.z for b in self.plan.blocks})
-
-    def _append(self, slices: np.ndarray) -> None:
-        for page in slices:
-            self._writer.write(
-                np.ascontiguousarray(page),
-                contiguous=True,
-                photometric="minisblack",
-                metadata={"axes": "ZYX"},
-            )
-            self._written += 1
-
-    def finish(self) -> Path:
-        """Close the file and rename it into place."""
-        self._writer.close()
-        if self._written != self.plan.shape[0]:
-            raise UserInputError(
-                f"internal error: {self._written} of {self.plan.shape[0]} TIFF pages written"
-            )
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        with contextlib.suppress(OSError):
-            self.tmp.unlink()
-
-
-@contextlib.contextmanager
-def _atomic_zarr(target: Path, overwrite: bool) -> Iterator[Path]:
-    """A ``<name>.zarr.tmp-XXXX`` folder beside `target`, renamed to it on success."""
-    check_writable(target, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        _forget_arrays(str(tmp))
 
 
 # --------------------------------------------------------------------------- result
@@ -567,6 +112,12 @@ class BlockwiseResult:
         True if a stop request ended the run (nothing was written then).
     probability_dtype
         dtype of the stored probability.
+    tiles
+        Network tiles predicted (over all blocks).
+    blocks
+        Number of blocks.
+    extra
+        Free-form details for callers.
     """
 
     path: Path | None
@@ -707,8 +258,8 @@ def predict_blockwise_iter(
                     scratch = Path(tempfile.mkdtemp(prefix=".napari-unet-", dir=tiff_path.parent))
                     stack.callback(shutil.rmtree, scratch, True)
                     target_path = scratch / "blocks.zarr"
-                tmp = stack.enter_context(_atomic_zarr(target_path, options.overwrite))
-                _create_group(tmp, plan, options, attrs)
+                tmp = stack.enter_context(atomic_zarr(target_path, options.overwrite))
+                create_group(tmp, plan, options, attrs)
                 target = ZarrTarget(
                     str(tmp),
                     options.probability_dtype,
@@ -716,9 +267,9 @@ def predict_blockwise_iter(
                     options.write_mask,
                     config.threshold,
                 )
-            tiff_target: _TiffTarget | None = None
+            tiff_target: TiffTarget | None = None
             if tiff_path is not None:
-                tiff_target = _TiffTarget(tiff_path, plan, options, config.threshold)
+                tiff_target = TiffTarget(tiff_path, plan, options, config.threshold)
                 stack.callback(tiff_target.abort)
             if client is not None:
                 from .distributed import run_blocks
@@ -728,9 +279,9 @@ def predict_blockwise_iter(
                     client, str(folder), source, volume, plan, stats, target, stop, total
                 )
                 if not stopped and tiff_target is not None:
-                    _zarr_to_tiff(Path(target.path), plan, tiff_target)
+                    zarr_to_tiff(Path(target.path), plan, tiff_target)
             else:
-                stopped = yield from _run_local(
+                stopped = yield from run_local(
                     loaded, volume, plan, stats, target, tiff_target, options, stop, total
                 )
             if stopped:
@@ -800,104 +351,6 @@ def _stats(
         part = volume[plan.z_offset : plan.z_offset + plan.shape[0]]
         return volume_stats(part, low, high, per_slice=True)
     return volume_stats(volume, low, high, per_slice=False)
-
-
-def _zarr_to_tiff(path: Path, plan: BlockPlan, tiff: _TiffTarget) -> None:
-    """Append the pages of a finished zarr output to the TIFF, slice range by range."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
-    for block in plan.blocks:
-        if block.y[0] != 0 or block.x[0] != 0:
-            continue
-        region = slice(*block.z)
-        if tiff.content == "mask" and "mask" in group:
-            data = np.asarray(group["mask"][region])
-            tiff._append(data)
-        elif "probability" in group:
-            stored = np.asarray(group["probability"][region])
-            prob = stored.astype(np.float32)
-            if stored.dtype == np.uint8:
-                prob /= 255.0
-            tiff._append(tiff._encode(prob))
-
-
-def _run_local(
-    loaded: Any,
-    volume: Any,
-    plan: BlockPlan,
-    stats: tuple[np.ndarray, np.ndarray],
-    target: ZarrTarget | None,
-    tiff: _TiffTarget | None,
-    options: BlockwiseOptions,
-    stop: threading.Event | None,
-    total: int,
-) -> Generator[PredictEvent, None, bool]:
-    """Predict the blocks in this process; returns True if stopped."""
-    from .predict import _Runner
-
-    runner = _Runner(loaded.keras_model, plan.tta)
-
-    def load(block: Block) -> np.ndarray:
-        raw = read_region(volume, plan.read_window(block))
-        return prepare_block(raw, plan, block, block_stats(stats, block))
-
-    def write(block: Block, probability: np.ndarray) -> None:
-        if target is not None:
-            target.write(plan, block, probability)
-        if tiff is not None:
-            tiff.add(block, probability)
-
-    start = time.perf_counter()
-    done_before = 0
-    workers = 2 if options.prefetch else 0
-    pool = ThreadPoolExecutor(max_workers=workers) if workers else None
-    pending_read: Future | None = None
-    pending_write: Future | None = None
-    try:
-        for position, block in enumerate(plan.blocks):
-            if stop is not None and stop.is_set():
-                return True
-            if pool is None:
-                region = load(block)
-            else:
-                if pending_read is None:
-                    pending_read = pool.submit(load, block)
-                region = pending_read.result()
-                nxt = plan.blocks[position + 1] if position + 1 < len(plan.blocks) else None
-                pending_read = pool.submit(load, nxt) if nxt is not None else None
-            generator = predict_block(runner, region, plan, block, stop)
-            while True:
-                try:
-                    event = next(generator)
-                except StopIteration as finished:
-                    probability = finished.value
-                    break
-                elapsed = time.perf_counter() - start
-                done = done_before + event.done
-                yield PredictEvent(
-                    done=done,
-                    total=total,
-                    elapsed=elapsed,
-                    eta=elapsed / done * (total - done) if done else None,
-                    message=f"block {position + 1}/{len(plan.blocks)}",
-                )
-            if stop is not None and stop.is_set():
-                return True
-            del region
-            done_before += block_tiles(plan, block)
-            if pool is None:
-                write(block, probability)
-            else:
-                if pending_write is not None:
-                    pending_write.result()
-                pending_write = pool.submit(write, block, probability)
-        if pending_write is not None:
-            pending_write.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return False
 
 
 def predict_blockwise(

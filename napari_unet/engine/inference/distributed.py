@@ -1,12 +1,19 @@
 """Blockwise prediction on a ``dask.distributed`` cluster.
 
-The client plans the blocks (:func:`~napari_unet.engine.inference.blockwise.make_plan`)
+The client plans the blocks (:func:`~napari_unet.engine.inference.blocks.make_plan`)
 and submits one task per block; each task reads its block (workers open a
 path source themselves; other sources are read by the client and sent),
-predicts it with the same code as the single-process path and writes it
-straight into the temporary zarr output (blocks own whole zarr chunks, so
-workers never write the same chunk). Workers therefore need the model folder,
-a path source and the output folder on a shared file system.
+predicts it with the same code as the single-process path
+(:mod:`~napari_unet.engine.inference.block_predict`) and writes it straight
+into the temporary zarr output
+(:class:`~napari_unet.engine.inference.block_store.ZarrTarget`; blocks own
+whole zarr chunks, so workers never write the same chunk). Workers therefore
+need the model folder, a path source and the output folder on a shared file
+system.
+
+This module imports only the lower block modules (``blocks``,
+``block_predict``, ``block_store``); the driver
+(:mod:`~napari_unet.engine.inference.blockwise`) imports this one.
 
 Every worker loads the model once: :func:`worker_model` keeps loaded models
 in a module-level dict of the worker process, keyed by the model folder (and
@@ -39,15 +46,9 @@ import numpy as np
 from ..errors import UserInputError
 from ..events import PredictEvent, drain
 from ..io.lazy import as_lazy, read_region
-from .blockwise import (
-    Block,
-    BlockPlan,
-    ZarrTarget,
-    block_stats,
-    block_tiles,
-    predict_block,
-    prepare_block,
-)
+from .block_predict import block_stats, predict_block, prepare_block
+from .block_store import ZarrTarget
+from .blocks import Block, BlockPlan, block_tiles
 
 __all__ = ["connect", "model_loads", "predict_block_task", "run_blocks", "worker_model"]
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.preprocess import MAX_STATS_PIXELS, normalization_stats
 from ..errors import UserInputError
+from .percentiles import MAX_STATS_PIXELS, normalization_stats
 
 if TYPE_CHECKING:
     import dask.array
@@ -83,7 +83,8 @@ def as_lazy(source: Any, name: str = "images") -> dask.array.Array:
     """
     import dask.array as da
 
-    from .stacks import _lazy_grey_stack, check_image, open_lazy
+    from .checks import check_image
+    from .lazy_readers import _lazy_grey_stack, open_lazy
 
     if isinstance(source, (str, Path)):
         arr = open_lazy(source)

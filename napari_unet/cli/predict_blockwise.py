@@ -3,7 +3,7 @@
 The predict command goes blockwise (:mod:`napari_unet.engine.inference.blockwise`) when
 the output ends in ``.zarr``, when ``--blockwise`` or ``--scheduler`` is given,
 or when the input is larger than :data:`~napari_unet.engine.io.lazy.LAZY_BYTES`
-(a quarter of the memory). :mod:`napari_unet.cli.main` wires it in; TensorFlow is
+(a quarter of the memory). :mod:`napari_unet.cli.predict` wires it in; TensorFlow is
 imported only when the command runs.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import UserInputError
+from .options import predict_config, predict_source
 
 __all__ = ["add_blockwise_arguments", "run_blockwise_predict", "wants_blockwise"]
 
@@ -22,7 +23,13 @@ _BLOCKWISE_OUTPUTS = (".zarr", ".tif", ".tiff")
 
 
 def add_blockwise_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the large-volume options to the ``predict`` parser."""
+    """Add the large-volume options to the ``predict`` parser.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``predict`` sub-parser.
+    """
     group = parser.add_argument_group(
         "large volumes",
         "blockwise prediction: automatic for a .zarr output or an input larger than a "
@@ -49,7 +56,19 @@ def add_blockwise_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def wants_blockwise(args: argparse.Namespace) -> bool:
-    """True if this predict command should run blockwise."""
+    """True if this predict command should run blockwise.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``predict`` command line.
+
+    Returns
+    -------
+    bool
+        ``--blockwise`` or ``--scheduler`` given, a ``.zarr`` output, or an input
+        file or zarr store larger than the in-memory limit.
+    """
     if getattr(args, "blockwise", False) or getattr(args, "scheduler", None):
         return True
     if str(args.output).lower().rstrip("/").endswith(".zarr"):
@@ -70,7 +89,26 @@ def wants_blockwise(args: argparse.Namespace) -> bool:
 
 
 def run_blockwise_predict(args: argparse.Namespace, callback: Any) -> int:
-    """Run ``napari-unet predict`` blockwise; returns the exit code."""
+    """Run ``napari-unet predict`` blockwise.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``predict`` command line.
+    callback : callable
+        Receives the engine's progress events.
+
+    Returns
+    -------
+    int
+        The exit code (0).
+
+    Raises
+    ------
+    UserInputError
+        For an output that is neither ``.zarr`` nor ``.tif``, or a model path that
+        is not a model folder.
+    """
     from ..engine.inference.blockwise import BlockwiseOptions, predict_blockwise
     from ..engine.model.model_folder import load_model
 
@@ -94,7 +132,6 @@ def run_blockwise_predict(args: argparse.Namespace, callback: Any) -> int:
         from ..engine.model.devices import configure_devices_for_model
 
         configure_devices_for_model(args.model, getattr(args, "gpu", None))
-    from .main import _predict_config
 
     client = None
     if args.scheduler:
@@ -106,11 +143,10 @@ def run_blockwise_predict(args: argparse.Namespace, callback: Any) -> int:
         if not (model / "config.yaml").exists():
             raise UserInputError(f"{model} is not a model folder: config.yaml is missing")
         model_config = ModelFolder(model).load_config()
-        config = _predict_config(_ConfigOnly(model_config), args)
+        config = predict_config(_ConfigOnly(model_config), args)
     else:
         model = load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
-        config = _predict_config(model, args)
-    from .features import predict_source
+        config = predict_config(model, args)
 
     source = predict_source(args.input)  # a dataset root's test/images, else the input
     try:
@@ -130,7 +166,7 @@ def run_blockwise_predict(args: argparse.Namespace, callback: Any) -> int:
 
 
 class _ConfigOnly:
-    """What ``cli._predict_config`` needs of a model: its config."""
+    """What :func:`~napari_unet.cli.options.predict_config` needs of a model: its config."""
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -1,0 +1,112 @@
+"""What every command shares: exit codes, the parser class and how a command runs.
+
+:func:`run_command` imports TensorFlow quietly for the commands that need it and
+turns every failure into one line on stderr: a user error exits with code 2,
+Ctrl-C with 130, a fault (out of memory, an unexpected error) with 1.
+This module imports no TensorFlow itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
+
+from ..engine.errors import UserInputError
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = [
+    "EXIT_FAULT",
+    "EXIT_INTERRUPTED",
+    "EXIT_USER_ERROR",
+    "UNSAFE_HELP",
+    "CommandHandler",
+    "Parser",
+    "import_tensorflow_quietly",
+    "run_command",
+]
+
+#: A user error (bad input, bad option): one line on stderr.
+EXIT_USER_ERROR = 2
+#: A fault (NaN loss, out of memory, an unexpected error) ended the command.
+EXIT_FAULT = 1
+#: Ctrl-C ended the command (the shell's 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+#: Help text of ``--unsafe-load``.
+UNSAFE_HELP = "load a model that contains custom code (Lambda layers); only for models you trust"
+
+#: A command's handler: parsed arguments in, exit code out.
+CommandHandler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `message` as one line and exit with :data:`EXIT_USER_ERROR`.
+
+        Parameters
+        ----------
+        message : str
+            argparse's description of the usage error.
+        """
+        self.exit(EXIT_USER_ERROR, f"napari-unet: error: {message} (see --help)\n")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter kept off the terminal."""
+    from ..engine.model.tf_import import import_tensorflow_quietly as _import
+
+    _import()
+
+
+def run_command(
+    handler: CommandHandler, args: argparse.Namespace, needs_tensorflow: bool = False
+) -> int:
+    """Run one command and turn any failure into one line on stderr.
+
+    Parameters
+    ----------
+    handler : callable
+        The command's ``run(args) -> int``.
+    args : argparse.Namespace
+        The parsed command line.
+    needs_tensorflow : bool
+        Import TensorFlow (quietly) before running the command.
+
+    Returns
+    -------
+    int
+        The handler's exit code, or :data:`EXIT_USER_ERROR`, :data:`EXIT_INTERRUPTED`
+        or :data:`EXIT_FAULT` when it failed. With ``NAPARI_UNET_DEBUG`` set an
+        unexpected error is re-raised with its traceback.
+    """
+    try:
+        if needs_tensorflow:
+            import_tensorflow_quietly()
+        return handler(args)
+    except UserInputError as exc:
+        message = " ".join(str(exc).split())  # always one line
+        print(f"napari-unet: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("napari-unet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("napari-unet: error: out of memory; use smaller tiles or batches", file=sys.stderr)
+        return EXIT_FAULT
+    except Exception as exc:  # a bug or an environment fault: one line, no traceback
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(
+            f"napari-unet: error: unexpected {type(exc).__name__}: {text} "
+            "(set NAPARI_UNET_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAULT
