@@ -2,9 +2,11 @@
 
 :func:`get_reader` decides from the path alone (suffix, or a quick look at a
 folder's entries) and never raises. The returned reader loads the data with
-the engine's :mod:`~napari_unet.engine.io.stacks`; files whose names mark them as masks
-(``*mask*``, ``*label*``, ``*seg*``) open as a Labels layer, everything else as
-an Image layer with 1st/99.8th percentile contrast limits. Stacks larger than
+the engine's :mod:`~napari_unet.engine.io.stacks` and decides Labels vs Image from the
+data and the name (:func:`looks_like_labels`): a binary stack (bool, or two values 0/1 or
+0/255) is a mask whatever its name; integer data named with a whole-word hint (``mask``,
+``masks``, ``label``, ``labels``, ``seg``, ``gt``...; not ``unlabeled``) is a Labels layer;
+everything else opens as an Image layer with 1st/99.8th percentile contrast limits. Stacks larger than
 :data:`LAZY_BYTES` open lazily (dask, slice by slice).
 
 A file that looks like ours but cannot be read (truncated TIFF, corrupt PNG)
@@ -44,7 +46,30 @@ LAZY_BYTES = 512 * 2**20
 _FILE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 _SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
-_MASK_NAME = re.compile(r"mask|label|seg", re.IGNORECASE)
+#: Whole words of a file name that mark a mask or label stack.
+MASK_WORDS = frozenset(
+    {
+        "mask",
+        "masks",
+        "label",
+        "labels",
+        "labeled",
+        "labelled",
+        "seg",
+        "segs",
+        "segmentation",
+        "segmentations",
+        "gt",
+        "groundtruth",
+        "annotation",
+        "annotations",
+        "instances",
+        "truth",
+    }
+)
+_WORD = re.compile(r"[A-Za-z]+")
+#: At most this many pixels are looked at to decide whether a stack is binary.
+_DECIDE_PIXELS = 2**22
 _NULL_LAYERS: list[LayerData] = [(None,)]
 _log = logging.getLogger(__name__)
 
@@ -52,9 +77,67 @@ _log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- recognising
 
 
+def _name_words(path: str | os.PathLike[str]) -> list[str]:
+    """Lower-case words of a file or folder name: ``train-labels.tif`` -> train, labels;
+    ``cellMask_01`` -> cell, mask (camelCase is split)."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".zarr"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    return [word.lower() for word in _WORD.findall(name)]
+
+
 def is_mask_name(path: str | os.PathLike[str]) -> bool:
-    """True if the file or folder name marks a mask (``mask``, ``label``, ``seg``)."""
-    return bool(_MASK_NAME.search(Path(path).name))
+    """True if a whole word of the name marks a mask (``mask``, ``labels``, ``seg``, ``gt``...);
+    ``unlabeled-volume`` or ``segment_raw`` do not."""
+    return any(word in MASK_WORDS for word in _name_words(path))
+
+
+def _sample(data: Any) -> np.ndarray:
+    """Up to :data:`_DECIDE_PIXELS` pixels of the stack, strided over slices (lazy data is
+    read only there)."""
+    shape = tuple(getattr(data, "shape", ()))
+    if not shape:
+        return np.asarray(data)
+    per_slice = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, (shape[0] * per_slice) // _DECIDE_PIXELS)
+    return np.asarray(data[::step] if len(shape) > 2 else data)
+
+
+def looks_like_labels(data: Any, path: str | os.PathLike[str]) -> bool:
+    """Decide Labels vs Image from the data first and the name second.
+
+    Parameters
+    ----------
+    data
+        The stack as read (numpy, or a lazy dask/zarr array: only a strided sample is read).
+    path
+        The file or folder it came from.
+
+    Returns
+    -------
+    bool
+        True for a bool stack or an integer one holding only 0/1 or 0/255 (a binary mask,
+        whatever its name); True for integer data, or float data within [0, 1], whose name
+        has a mask word (instance or class labels, a mask saved as float); False otherwise
+        (grey images of any name, ``unlabeled-volume.tif``).
+    """
+    dtype = np.dtype(getattr(data, "dtype", np.float32))
+    if dtype.kind == "b":
+        return True
+    if dtype.kind not in "iuf":
+        return False
+    values = np.unique(_sample(data))
+    if dtype.kind in "iu" and values.size == 2 and set(values.tolist()) in ({0, 1}, {0, 255}):
+        return True
+    if not is_mask_name(path):
+        return False
+    if dtype.kind == "f":  # a mask saved as float: 0/1 values or probabilities
+        finite = values[np.isfinite(values)]
+        return bool(finite.size and (finite.min() >= 0) and (finite.max() <= 1))
+    return values.size < 2**16
 
 
 def _is_zarr(path: Path) -> bool:
@@ -163,7 +246,7 @@ def _read_one(path: Path) -> LayerData:
     name = name or path.name
     lazy = _estimated_bytes(path) > LAZY_BYTES
     data = io.open_lazy(path) if lazy else io.read_stack(path)
-    if is_mask_name(path):
+    if looks_like_labels(data, path):
         labels = data if lazy else labels_from_mask(data)
         return labels, {"name": name, "metadata": {"source": str(path)}}, "labels"
     meta = {

@@ -171,3 +171,31 @@ def test_sample_data():
     assert images.shape == masks.shape and images.ndim == 3
     assert set(np.unique(masks)) == {0, 1}
     assert image_meta["contrast_limits"][1] > image_meta["contrast_limits"][0]
+
+
+def test_labels_or_image_is_decided_by_data_and_whole_word_names(tmp_path):
+    """unlabeled-volume.tif is an image; binary stacks are masks whatever their name; integer
+    stacks with a whole-word mask name are labels."""
+    import tifffile
+
+    from napari_unet._reader import read_layers
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (5, 32, 32), dtype=np.uint8)
+    binary = (grey > 128).astype(np.uint8) * 255
+    instances = rng.integers(0, 40, (5, 32, 32)).astype(np.uint16)
+    cases = {
+        "unlabeled-volume.tif": (grey, "image"),
+        "segment_raw.tif": (grey, "image"),
+        "volume.tif": (binary, "labels"),
+        "cells_gt.tif": (instances, "labels"),
+        "train-labels.tif": (binary, "labels"),
+        "cellMask.tif": (instances, "labels"),
+        "nuclei.tif": (instances, "image"),
+        "masks-float.tif": (grey.astype(np.float32) / 255, "labels"),
+        "stack-float.tif": (grey.astype(np.float32) / 255, "image"),
+    }
+    for name, (data, expected) in cases.items():
+        tifffile.imwrite(tmp_path / name, data)
+        [(_, _, kind)] = read_layers(str(tmp_path / name))
+        assert kind == expected, name
