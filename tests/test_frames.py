@@ -58,9 +58,9 @@ def test_names():
 
 
 def test_frames_meta_command_writes_the_csv(frames_folder, capsys):
-    assert main(["frames-meta", str(frames_folder)]) == 0
+    assert main(["frames-meta", str(frames_folder), "--in-folder"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["frames"] == 36
+    assert out["frames"] == 36 and out["frames_meta"] == str(frames_folder / "frames_meta.csv")
     rows = list(csv.DictReader((frames_folder / "frames_meta.csv").open()))
     assert tuple(rows[0]) == META_COLUMNS and len(rows) == 36
     row = next(r for r in rows if r["file_name"] == "im_c001_z002_t001_p000.png")

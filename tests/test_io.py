@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -89,13 +87,15 @@ def test_single_2d_tiff_becomes_one_slice(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out[0], STACK[0])
 
 
-def test_three_page_planar_rgb_tiff_is_one_grey_slice(tmp_path: Path) -> None:
-    # tifffile's default for a (3, Y, X) uint8 array is *planar RGB*: the file
-    # says "colour", so it reads as one grey slice (write stacks as MINISBLACK).
+def test_plain_imwrite_of_a_three_slice_stack_reads_as_slices(tmp_path: Path) -> None:
+    # tifffile's default for a (3, Y, X) uint8 array is *planar RGB*, but its shape record
+    # says a (3, Y, X) array was written: it reads as the 3 grey slices it was, and as one
+    # colour image (grey by luminance) only when asked.
     path = tmp_path / "planar.tif"
     with pytest.warns(DeprecationWarning):
         tifffile.imwrite(path, STACK)
-    assert read_stack(path).shape == (1, 20, 24)
+    np.testing.assert_array_equal(read_stack(path), STACK)
+    assert read_stack(path, planes="colour").shape == (1, 20, 24)
 
 
 def test_rgb_tiff_becomes_grey(tmp_path: Path) -> None:
@@ -396,13 +396,25 @@ def test_permission_denied_message(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         read_stack(path)
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root reads anything")
 def test_permission_denied(tmp_path: Path) -> None:
+    """A real refusal, also for root: the reader runs in a process that obeys file
+    permissions (tests/fs_faults.py drops root's DAC capabilities)."""
+    from .fs_faults import read_without_privilege
+
     path = tmp_path / "locked.tif"
     tifffile.imwrite(path, STACK, photometric="minisblack")
     path.chmod(0)
-    with pytest.raises(UserInputError, match=r"locked\.tif.*permission"):
-        read_stack(path)
+    code = (
+        "from napari_unet.engine.errors import UserInputError\n"
+        "from napari_unet.engine.io.stacks import read_stack\n"
+        f"try:\n    read_stack({str(path)!r})\nexcept UserInputError as exc:\n    print(exc)\n"
+        "else:\n    print('READ')\n"
+        f"print(open({str(path)!r}, 'rb').read(1))\n"
+    )
+    proc = read_without_privilege(code)
+    message = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+    assert "locked.tif" in message and "permission" in message, (proc.stdout, proc.stderr)
+    assert "PermissionError" in proc.stderr  # the file really is unreadable to that process
 
 
 # ------------------------------------------------------------------ check_image / check_pair

@@ -12,7 +12,7 @@ records how many examples each target ran.
 from __future__ import annotations
 
 import atexit
-import math
+import itertools
 import os
 import shutil
 import tempfile
@@ -41,6 +41,8 @@ from napari_unet.engine.inference.tiling import (
 )
 from napari_unet.engine.io.stacks import binarize_mask, mask_to_uint8, read_mask, read_stack
 from napari_unet.engine.training.train import split_labels
+
+from .test_tiling import _expected_window
 
 _COMMON = {
     "deadline": None,
@@ -225,7 +227,9 @@ def test_as_stack_gives_zyx_or_one_clear_error(arr):
     overlap_fraction=st.floats(0, 0.49),
     multiple=st.sampled_from([1, 2, 4, 8, 16, 32]),
 )
-def test_tiles_cover_and_blend_to_one(height, width, tile, overlap_fraction, multiple):
+def test_tiles_cover_and_blend_as_the_known_weight_map(
+    height, width, tile, overlap_fraction, multiple
+):
     overlap = int(tile * overlap_fraction)
     image = np.arange(height * width, dtype=np.float32).reshape(height, width)
     padded, (h, w) = pad_to_multiple(image, multiple)
@@ -240,22 +244,27 @@ def test_tiles_cover_and_blend_to_one(height, width, tile, overlap_fraction, mul
     assert len(sizes) == 1  # all tiles batch together
     th, tw = sizes.pop()
     assert th % multiple == 0 and tw % multiple == 0
-    accum = np.zeros(padded.shape, np.float64)
-    weight = np.zeros(padded.shape, np.float64)
+    ys, xs = sorted({t.y for t in tiles}), sorted({t.x for t in tiles})
     covered = np.zeros(padded.shape, np.int32)
     for t in tiles:
         assert 0 <= t.y and t.y + t.height <= padded.shape[0]
         assert 0 <= t.x and t.x + t.width <= padded.shape[1]
         window = blend_window(t, overlap)
         assert window.shape == (t.height, t.width) and window.dtype == np.float32
-        assert window.min() > 0 and window.max() <= 1.0
-        accum[t.slices] += window * 1.0  # a constant "prediction" of 1
-        weight[t.slices] += window
+        # the window is the known weight map: squared-sine ramps of `overlap` pixels
+        # (at most half the tile) exactly on the sides that meet a neighbour
+        ry, rx = min(overlap, t.height // 2), min(overlap, t.width // 2)
+        wy = _expected_window(t.height, 0, t.height, ry, t.y == ys[0], t.y == ys[-1])
+        wx = _expected_window(t.width, 0, t.width, rx, t.x == xs[0], t.x == xs[-1])
+        np.testing.assert_allclose(window, np.maximum(np.outer(wy, wx), 1e-6), atol=1e-6)
+        assert (t.y == ys[0]) != t.ramp_top and (t.x == xs[-1]) != t.ramp_right
         covered[t.slices] += 1
     assert covered.min() >= 1  # every pixel is predicted
-    np.testing.assert_allclose(accum / weight, 1.0, rtol=1e-6)  # blending is a partition
-    # the image border has no ramp: a lone tile keeps full weight there
-    assert all(not (t.ramp_top or t.ramp_left) for t in tiles if t.y == 0 and t.x == 0)
+    # neighbours overlap by at least the ramps, so no pixel is left to a ramp's tail alone
+    for a, b in itertools.pairwise(ys):
+        assert a + th - b >= min(overlap, th // 2)
+    for a, b in itertools.pairwise(xs):
+        assert a + tw - b >= min(overlap, tw // 2)
     _record("tiling", "ok")
 
 
@@ -294,13 +303,41 @@ def test_mask_conversions(arr):
     assert weight.dtype == np.float32 and weight.shape == arr.shape
     assert set(np.unique(target)) <= {0, 1} and set(np.unique(weight)) <= {0.0, 1.0}
     values = set(np.unique(arr).tolist()) if arr.size else set()
-    if values and values <= {0, 1, 2} and 2 in values:  # sparse annotation
-        np.testing.assert_array_equal(target, arr == 2)
-        np.testing.assert_array_equal(weight, arr > 0)
-    else:
-        assert weight.min(initial=1.0) == 1.0
+    assert values != {0, 1, 2}, "auto must refuse the ambiguous values 0, 1, 2"
+    assert weight.min(initial=1.0) == 1.0  # binary or instances: every pixel is labelled
+    if len(values) == 2 and arr.dtype.kind in "biu":  # binary: the higher value is foreground
+        np.testing.assert_array_equal(target, arr == max(values))
+    if arr.dtype.kind in "iu":  # the same values read as a sparse annotation when asked
+        sparse = np.abs(arr.astype(np.int64)) % 3
+        sparse_target, sparse_weight = split_labels(sparse, kind="sparse")
+        np.testing.assert_array_equal(sparse_target, sparse == 2)
+        np.testing.assert_array_equal(sparse_weight, sparse > 0)
 
 
-def test_counts_are_recorded():
-    """The benchmark reads COUNTS; make sure the targets report under their names."""
-    assert math.isfinite(SETTINGS.max_examples)
+#: The targets each property test records (benchmarks/bench_properties.py reads them).
+TARGETS = {
+    "test_reader_round_trip_or_one_clear_error": ("reader",),
+    "test_normalization_is_finite_float32": ("normalization",),
+    "test_as_stack_gives_zyx_or_one_clear_error": ("as_stack",),
+    "test_tiles_cover_and_blend_as_the_known_weight_map": ("tiling",),
+    "test_mask_conversions": ("binarize_mask", "mask_to_uint8", "split_labels"),
+    # tests/test_fuzz_readers.py
+    "test_tiff_reader_fuzz": ("tiff reader",),
+    "test_zarr_reader_fuzz": ("zarr reader",),
+    "test_config_loader_fuzz": ("config loader",),
+}
+
+
+def test_counts_are_recorded(request):
+    """Every property test that ran tried its targets on (nearly) the profile's number
+    of examples: a strategy that collapses, or a target that stops recording, fails."""
+    ran = {item.name for item in request.session.items}
+    wanted = int(SETTINGS.max_examples * 0.9)
+    short = {
+        target: COUNTS[target]
+        for test, targets in TARGETS.items()
+        if test in ran
+        for target in targets
+        if COUNTS[target] < wanted
+    }
+    assert not short, f"fewer than {wanted} examples: {short}"

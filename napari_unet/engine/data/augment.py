@@ -86,14 +86,17 @@ def augment_patch(
     seed: Any,
     output_size: int | tuple[int, int] | None = None,
     center: tuple[Any, Any] | None = None,
+    float_target: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Randomly augment one patch; image, mask and weight move together.
 
     Parameters
     ----------
     image, mask, weight
-        ``(H, W, 1)`` float32: normalized image (~[0, 1]), binary mask {0, 1},
-        pixel weights (>= 0; 0 = ignored pixel). This is the *source*: it may
+        float32: normalized image ``(H, W, C)`` (~[0, 1]; every channel moves the same
+        way), target ``(H, W, 1)`` (binary mask {0, 1}, class indices, or a float image
+        with `float_target`), pixel weights ``(H, W, 1)`` (>= 0; 0 = ignored pixel).
+        This is the *source*: it may
         be larger than the output patch (recommended: see
         :func:`source_margin`) so that rotated/deformed patches sample real
         neighbouring pixels; anything outside it is reflected.
@@ -107,13 +110,16 @@ def augment_patch(
         Source coordinate ``(y, x)`` of the output patch centre; default: the
         source centre. Use half-integers for even sizes (``y0 + (P - 1) / 2``)
         so that the identity transform is an exact crop.
+    float_target
+        The target is a float image (regression): it is resampled bilinearly like the
+        image instead of nearest-neighbour. Intensity changes touch the image only.
 
     Returns
     -------
     image, mask, weight
-        ``(h, w, 1)`` float32. The image is resampled bilinearly, mask and
-        weight nearest-neighbour from the same source pixel: masks stay binary
-        and weight-0 regions stay 0.
+        float32 ``(h, w, C)``, ``(h, w, 1)``, ``(h, w, 1)``. The image is resampled
+        bilinearly, mask and weight nearest-neighbour from the same source pixel: masks
+        stay binary (or class indices) and weight-0 regions stay 0.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     mask = tf.convert_to_tensor(mask, tf.float32)
@@ -137,17 +143,33 @@ def augment_patch(
     u = tf.random.stateless_uniform([_N_SCALARS], seeds[0])
 
     same_size = (ph, pw) == (src_h, src_w)
+    channels = image.shape[-1] or 1
     if not geometry_enabled(config) and same_size and centered:
-        out_img, out_mask, out_weight = image[..., 0], mask[..., 0], weight[..., 0]
+        planes = [image[..., c] for c in range(channels)]
+        out_mask, out_weight = mask[..., 0], weight[..., 0]
     else:
         # with everything off this is an exact crop (reflected outside the source)
         sy, sx = _geometry(config, u, seeds[1], (ph, pw), center)
-        out_img, out_mask, out_weight = _resample(
-            image[..., 0], mask[..., 0], weight[..., 0], sy, sx
-        )
+        first, out_mask, out_weight = _resample(image[..., 0], mask[..., 0], weight[..., 0], sy, sx)
+        # the other channels (and a float target) at the same source coordinates
+        planes = [first] + [
+            _resample(image[..., c], mask[..., 0], weight[..., 0], sy, sx)[0]
+            for c in range(1, channels)
+        ]
+        if float_target:
+            out_mask = _resample(mask[..., 0], mask[..., 0], weight[..., 0], sy, sx)[0]
     if intensity_enabled(config):
-        out_img = _intensity(config, out_img, u, seeds[2])
-    return out_img[..., None], out_mask[..., None], out_weight[..., None]
+        planes = [
+            _intensity(config, plane, u, _channel_seed(seeds[2], c))
+            for c, plane in enumerate(planes)
+        ]
+    return tf.stack(planes, axis=-1), out_mask[..., None], out_weight[..., None]
+
+
+def _channel_seed(seed: tf.Tensor, channel: int) -> tf.Tensor:
+    """The noise seed of `channel`: `seed` itself for the first, so one-channel patches
+    are augmented exactly as before channels existed."""
+    return seed if channel == 0 else tf.random.experimental.stateless_fold_in(seed, channel)
 
 
 def preview_augmentations(

@@ -40,7 +40,10 @@ __all__ = [
 
 #: Bump when the stored arrays change meaning.
 CACHE_VERSION = 1
-_ARRAYS = ("train_images", "train_masks", "train_weights", "val_images", "val_masks", "val_weights")
+_ARRAYS = (
+    *("train_images", "train_masks", "train_weights", "val_images", "val_masks", "val_weights"),
+    *("test_images", "test_masks", "test_weights"),
+)
 _log = logging.getLogger(__name__)
 
 
@@ -81,6 +84,9 @@ def cache_key(config: Any, sources: tuple[Any, ...]) -> str:
         "seed": config.train.seed,
         "patch_size": config.train.patch_size,
     }
+    model = config.model
+    if model.task != "binary" or model.in_channels is not None:  # targets depend on the task
+        payload["task"] = [model.task, model.classes, model.in_channels]
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -106,7 +112,7 @@ def tile_stacks(
     Neighbouring tiles share at least `overlap` pixels; tiles whose weights are
     all 0 (nothing labelled) are dropped, unless that would drop every tile.
     """
-    _, height, width = images.shape
+    height, width = images.shape[1:3]  # (Z, Y, X) or (Z, Y, X, C)
     th, tw = min(tile, height), min(tile, width)
     boxes = [
         (z, y, x)

@@ -24,7 +24,6 @@ with weight 0, so every real pixel counts exactly once.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ import tensorflow as tf
 
 from ..errors import UserInputError
 from .augment import augment_patch, geometry_enabled, intensity_enabled, source_margin
+from .patch_arrays import check_stacks, count_val_batches, pad_stack, val_tiles
 
 __all__ = [
     "ArraySource",
@@ -102,17 +102,21 @@ class PatchSource:
 
 
 class ArraySource(PatchSource):
-    """In-memory numpy stacks, read with ``tf.slice`` (no Python per patch)."""
+    """In-memory numpy stacks, read with ``tf.slice`` (no Python per patch).
+
+    Images are ``(Z, H, W)`` or ``(Z, H, W, C)``; a float target (regression) stays
+    float32, any other target is stored as uint8 (binary or class indices)."""
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, weights: np.ndarray | None = None):
         self.images = np.ascontiguousarray(images, dtype=np.float32)
-        self.masks = np.ascontiguousarray(masks, dtype=np.uint8)
+        target_dtype = np.float32 if np.asarray(masks).dtype.kind == "f" else np.uint8
+        self.masks = np.ascontiguousarray(masks, dtype=target_dtype)
         self.weights = None if weights is None else np.ascontiguousarray(weights, np.float32)
         self.shape = tuple(int(s) for s in self.images.shape)
         self._tensors: tuple[tf.Tensor, tf.Tensor, tf.Tensor | None] | None = None
 
     def read(self, z, y0, x0, h, w):
-        win = (z, slice(y0, y0 + h), slice(x0, x0 + w))
+        win = (z, slice(y0, y0 + h), slice(x0, x0 + w))  # images keep their channel axis
         weight = np.ones((h, w), np.float32) if self.weights is None else self.weights[win]
         return self.images[win], self.masks[win], weight
 
@@ -145,7 +149,12 @@ class ArraySource(PatchSource):
         images, masks, weights = self._as_tensors()
         begin = tf.stack([tf.cast(z, tf.int32), tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)])
         size = [1, h, w]
-        img = tf.reshape(tf.slice(images, begin, size), [h, w])
+        if len(self.shape) == 4:  # (h, w, C)
+            channels = self.shape[3]
+            img = tf.slice(images, tf.concat([begin, [0]], 0), [*size, channels])
+            img = tf.reshape(img, [h, w, channels])
+        else:
+            img = tf.reshape(tf.slice(images, begin, size), [h, w])
         msk = tf.reshape(tf.cast(tf.slice(masks, begin, size), tf.float32), [h, w])
         if weights is None:
             wgt = tf.ones([h, w], tf.float32)
@@ -155,74 +164,6 @@ class ArraySource(PatchSource):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _check_stacks(images, masks, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    images = np.asarray(images)
-    masks = np.asarray(masks)
-    if images.ndim == 2:
-        images = images[None]
-    if masks.ndim == 2:
-        masks = masks[None]
-    if images.ndim != 3:
-        raise UserInputError(f"images must be a (Z, Y, X) stack, got shape {images.shape}")
-    if masks.shape != images.shape:
-        raise UserInputError(f"masks shape {masks.shape} differs from images shape {images.shape}")
-    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
-        raise UserInputError(f"empty image stack (shape {images.shape})")
-    if weights is not None:
-        weights = np.asarray(weights, np.float32)
-        if weights.ndim == 2:
-            weights = weights[None]
-        if weights.shape != images.shape:
-            raise UserInputError(
-                f"weights shape {weights.shape} differs from images shape {images.shape}"
-            )
-    return images.astype(np.float32, copy=False), (masks > 0).astype(np.uint8), weights
-
-
-def _pad_mode(size: int, pad: int) -> str:
-    return "reflect" if size > 1 else "edge"
-
-
-def pad_stack(
-    images: np.ndarray,
-    masks: np.ndarray,
-    weights: np.ndarray | None,
-    min_h: int,
-    min_w: int,
-    multiple: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pad ``(Z, H, W)`` stacks at the bottom/right (or centred when smaller than
-    the minimum) so that H >= min_h and W >= min_w (and, with ``multiple``, are
-    multiples of it). Image and mask are reflected; padded weight is 0 so padded
-    pixels never count. Returns the weights as an array even if None was given.
-    """
-    h, w = images.shape[1:]
-    if weights is None:
-        weights = np.ones(images.shape, np.float32)
-    new_h, new_w = max(h, min_h), max(w, min_w)
-    if multiple:
-        new_h = int(math.ceil(new_h / multiple) * multiple)
-        new_w = int(math.ceil(new_w / multiple) * multiple)
-    if (new_h, new_w) == (h, w):
-        return images, masks, weights
-    top = (new_h - h) // 2 if h < min_h else 0
-    left = (new_w - w) // 2 if w < min_w else 0
-    pad = ((0, 0), (top, new_h - h - top), (left, new_w - w - left))
-
-    def _pad(arr):
-        out = arr
-        # np.pad 'reflect' needs size > 1 per axis; pad axis by axis
-        for axis, (before, after) in ((1, pad[1]), (2, pad[2])):
-            if before or after:
-                width = [(0, 0)] * 3
-                width[axis] = (before, after)
-                out = np.pad(out, width, mode=_pad_mode(out.shape[axis], before + after))
-        return out
-
-    weights_pad = np.pad(weights, pad, mode="constant", constant_values=0)
-    return _pad(images), _pad(masks), weights_pad.astype(np.float32)
 
 
 def _stateless_int(seed: tf.Tensor, maxval: Any) -> tf.Tensor:
@@ -244,7 +185,8 @@ def make_train_dataset(
     num_parallel_calls: int | None = None,
     deterministic: bool = False,
 ) -> tf.data.Dataset:
-    """Endless training stream of ``(x, y, w)`` batches, each ``(B, P, P, 1)`` float32.
+    """Endless training stream of ``(x, y, w)`` batches: ``x`` ``(B, P, P, C)``, ``y`` and
+    ``w`` ``(B, P, P, 1)``, float32 (``y`` the target of ``model.task``).
 
     Parameters
     ----------
@@ -285,12 +227,14 @@ def make_train_dataset(
                 f"slices ({source.shape[1]}x{source.shape[2]}) are smaller than the patch ({p})"
             )
     else:
-        images, masks, weights = _check_stacks(images, masks, weights)
+        images, masks, weights = check_stacks(images, masks, weights, _task(config))
         if images.shape[1] < p or images.shape[2] < p:
             images, masks, weights = pad_stack(images, masks, weights, p, p)
         source = ArraySource(images, masks, weights)
     table = source.sampling_table(seed=seed)
-    _, h, w = source.shape
+    h, w = source.shape[1:3]
+    channels = source.shape[3] if len(source.shape) == 4 else 1
+    float_target = _task(config) == "regression"  # resampled like the image
 
     # source window around each patch (clamped to the slice)
     geometric = geometry_enabled(aug)
@@ -325,7 +269,7 @@ def make_train_dataset(
             x0 = _stateless_int(seeds[2], w - p + 1)
         if not geometric:
             img, msk, wgt = source.tf_read(z, y0, x0, p, p)
-            out = (img[..., None], msk[..., None], wgt[..., None])
+            out = (_hwc(img), msk[..., None], wgt[..., None])
             if augmenting:  # intensity only: no resampling
                 out = augment_patch(*out, aug, seeds[3])
             return out
@@ -338,9 +282,17 @@ def make_train_dataset(
             tf.cast(x0 - wx, tf.float32) + half,
         )
         out = augment_patch(
-            img[..., None], msk[..., None], wgt[..., None], aug, seeds[3], p, center
+            _hwc(img),
+            msk[..., None],
+            wgt[..., None],
+            aug,
+            seeds[3],
+            p,
+            center,
+            float_target=float_target,
         )
-        return tuple(tf.ensure_shape(t, [p, p, 1]) for t in out)
+        x = tf.ensure_shape(out[0], [p, p, channels])
+        return (x, *(tf.ensure_shape(t, [p, p, 1]) for t in out[1:]))
 
     calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
     ds = tf.data.Dataset.counter(dtype=tf.int64)
@@ -348,6 +300,16 @@ def make_train_dataset(
     ds = ds.batch(batch, drop_remainder=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(_options(deterministic))
+
+
+def _task(config: Any) -> str:
+    """``config.model.task`` (``binary`` for configs without a model section)."""
+    return getattr(getattr(config, "model", None), "task", "binary")
+
+
+def _hwc(image: tf.Tensor) -> tf.Tensor:
+    """An ``(h, w)`` window as ``(h, w, 1)``; an ``(h, w, C)`` window unchanged."""
+    return image[..., None] if image.shape.rank == 2 else image
 
 
 def _options(deterministic: bool = False) -> tf.data.Options:
@@ -362,47 +324,15 @@ def _options(deterministic: bool = False) -> tf.data.Options:
 # ----------------------------------------------------------------------------- validation
 
 
-def val_tiles(
-    images: Any, masks: Any, weights: Any, patch_size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cut every slice into non-overlapping ``P x P`` tiles (row-major per slice).
-
-    Borders are padded (image and mask reflected, weight 0). Returns
-    ``(x, y, w)`` arrays of shape ``(n_tiles, P, P, 1)`` float32.
-    """
-    p = int(patch_size)
-    images, masks, weights = _check_stacks(images, masks, weights)
-    images, masks, weights = pad_stack(images, masks, weights, p, p, multiple=p)
-    z, h, w = images.shape
-
-    def tiles(arr):
-        arr = arr.reshape(z, h // p, p, w // p, p).transpose(0, 1, 3, 2, 4)
-        return np.ascontiguousarray(arr.reshape(-1, p, p, 1), dtype=np.float32)
-
-    return tiles(images), tiles(masks), tiles(weights)
-
-
-def _n_tiles(shape: tuple[int, ...], p: int) -> int:
-    z, h, w = (1, *shape) if len(shape) == 2 else tuple(shape)
-    return int(z * math.ceil(max(h, p) / p) * math.ceil(max(w, p) / p))
-
-
-def count_val_batches(images: Any, config: Any) -> int:
-    """Number of batches :func:`make_val_dataset` yields for ``images`` (an
-    array or its shape)."""
-    shape = tuple(images) if isinstance(images, (tuple, list)) else np.shape(images)
-    n = _n_tiles(shape, int(config.train.patch_size))
-    return math.ceil(n / int(config.train.batch_size))
-
-
 def make_val_dataset(images: Any, masks: Any, weights: Any, config: Any) -> tf.data.Dataset:
-    """Finite, deterministic validation set of ``(x, y, w)`` batches ``(b, P, P, 1)``.
+    """Finite, deterministic validation set of ``(x, y, w)`` batches ``(b, P, P, C)``
+    (``y`` and ``w`` ``(b, P, P, 1)``).
 
     Every slice is tiled into non-overlapping patches; padding at the borders
     has weight 0, so each real pixel is counted exactly once. No augmentation.
     The last batch may be smaller than ``train.batch_size``.
     """
-    x, y, w = val_tiles(images, masks, weights, config.train.patch_size)
+    x, y, w = val_tiles(images, masks, weights, config.train.patch_size, _task(config))
     ds = tf.data.Dataset.from_tensor_slices((x, y, w))
     ds = ds.batch(int(config.train.batch_size))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -419,8 +349,9 @@ def constant_dataset(config: Any, seed: int = 0) -> tf.data.Dataset:
     p = int(config.train.patch_size)
     b = int(config.train.batch_size)
     rng = np.random.default_rng(seed)
-    x = rng.random((b, p, p, 1), dtype=np.float32)
-    y = (x > 0.5).astype(np.float32)
+    channels = getattr(getattr(config, "model", None), "in_channels", None) or 1
+    x = rng.random((b, p, p, channels), dtype=np.float32)
+    y = (x[..., :1] > 0.5).astype(np.float32)
     w = np.ones_like(x)
     ds = tf.data.Dataset.from_tensors((tf.constant(x), tf.constant(y), tf.constant(w)))
     return ds.repeat().prefetch(tf.data.AUTOTUNE)

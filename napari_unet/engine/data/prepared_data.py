@@ -19,7 +19,8 @@ __all__ = ["PreparedData"]
 
 @dataclass
 class PreparedData:
-    """Normalized float32 images, {0,1} targets and per-pixel weights."""
+    """Normalized float32 images (``(Z, Y, X)``, or ``(Z, Y, X, C)`` with channels),
+    targets (binary {0, 1}, class indices or float32 for regression) and pixel weights."""
 
     train_images: np.ndarray
     train_masks: np.ndarray
@@ -28,3 +29,7 @@ class PreparedData:
     val_masks: np.ndarray | None
     val_weights: np.ndarray | None
     description: dict[str, Any] = field(default_factory=dict)
+    #: Slices held out by ``data.split.test``: scored after training, never trained on.
+    test_images: np.ndarray | None = None
+    test_masks: np.ndarray | None = None
+    test_weights: np.ndarray | None = None

@@ -1,10 +1,11 @@
 """Writing predictions: TIFF, ``.npy``, PNG slices or a run-length-encoded CSV.
 
-The RLE CSV is the common challenge submission format (Kaggle's
-``ImageId,EncodedPixels``): one row per image, pixels numbered 1, 2, ... from
-top to bottom, then left to right (column-major), and the foreground written as
-space-separated ``start length`` pairs. An empty mask has an empty
-``EncodedPixels``. :func:`read_rle_csv` decodes such a file back exactly.
+The RLE CSV is the common challenge submission format: one row per image, pixels
+numbered 1, 2, ... from top to bottom, then left to right (column-major), and the
+foreground written as space-separated ``start length`` pairs. The header is Kaggle's
+ultrasound nerve segmentation ``img,pixels`` by default, or ``ImageId,EncodedPixels``
+(:data:`RLE_HEADERS`). An empty mask has an empty second column. :func:`read_rle_csv`
+reads either header and decodes the file back exactly.
 
 Every write is atomic (temporary name, then rename). No TensorFlow.
 """
@@ -23,6 +24,7 @@ from ..errors import UserInputError
 
 __all__ = [
     "RLE_HEADER",
+    "RLE_HEADERS",
     "decode_rle",
     "encode_rle",
     "export_format",
@@ -34,8 +36,19 @@ __all__ = [
     "write_rle_csv",
 ]
 
-#: Header row of the RLE CSV.
-RLE_HEADER = ("ImageId", "EncodedPixels")
+#: Header row of the RLE CSV by default (Kaggle ultrasound nerve segmentation).
+RLE_HEADER = ("img", "pixels")
+#: The headers written and read: ``predict.csv_columns`` picks one.
+RLE_HEADERS = (RLE_HEADER, ("ImageId", "EncodedPixels"))
+
+
+def _rle_header(header: str | Sequence[str]) -> tuple[str, str]:
+    """``"img,pixels"`` or a pair of column names as one of :data:`RLE_HEADERS`."""
+    columns = tuple(c.strip() for c in (header.split(",") if isinstance(header, str) else header))
+    if columns not in RLE_HEADERS:
+        known = " or ".join(",".join(h) for h in RLE_HEADERS)
+        raise UserInputError(f"RLE CSV columns must be {known}, got {','.join(columns)}")
+    return columns  # type: ignore[return-value]
 
 
 def encode_rle(mask: np.ndarray) -> str:
@@ -90,6 +103,7 @@ def write_rle_csv(
     masks: np.ndarray,
     ids: Sequence[str] | None = None,
     overwrite: bool = True,
+    header: str | Sequence[str] = RLE_HEADER,
 ) -> Path:
     """Write a ``(Z, Y, X)`` mask stack as an RLE CSV, one row per slice.
 
@@ -100,10 +114,13 @@ def write_rle_csv(
     masks
         Masks (nonzero = foreground); a 2D mask is one row.
     ids
-        ``ImageId`` of each slice; default ``"0"``, ``"1"``, ...
+        Id of each slice (first column); default ``"0"``, ``"1"``, ...
     overwrite
         If False, an existing file is an error.
+    header
+        ``img,pixels`` (default) or ``ImageId,EncodedPixels``.
     """
+    columns = _rle_header(header)
     masks = np.asarray(masks)
     if masks.ndim == 2:
         masks = masks[None]
@@ -112,7 +129,7 @@ def write_rle_csv(
         raise UserInputError(f"{len(ids)} ids for {masks.shape[0]} slices")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(RLE_HEADER)
+    writer.writerow(columns)
     for image_id, mask in zip(ids, masks):
         writer.writerow((image_id, encode_rle(mask)))
     path = Path(path).expanduser()
@@ -126,7 +143,7 @@ def read_rle_csv(path: str | Path, shape: tuple[int, int]) -> tuple[list[str], n
     Parameters
     ----------
     path
-        CSV with the header ``ImageId,EncodedPixels``.
+        CSV with the header ``img,pixels`` or ``ImageId,EncodedPixels``.
     shape
         ``(Y, X)`` of every image (the format does not store it).
     """
@@ -136,8 +153,9 @@ def read_rle_csv(path: str | Path, shape: tuple[int, int]) -> tuple[list[str], n
     except OSError as exc:
         raise UserInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(c.strip() for c in rows[0]) != RLE_HEADER:
-        raise UserInputError(f"{path} is not an RLE CSV (header {','.join(RLE_HEADER)})")
+    if not rows or tuple(c.strip() for c in rows[0]) not in RLE_HEADERS:
+        known = " or ".join(",".join(h) for h in RLE_HEADERS)
+        raise UserInputError(f"{path} is not an RLE CSV (header {known})")
     ids: list[str] = []
     masks = []
     for number, row in enumerate(rows[1:], start=2):
@@ -163,19 +181,46 @@ def write_npy(path: str | Path, arr: np.ndarray, overwrite: bool = True) -> Path
 
 
 def write_png(
-    folder: str | Path, arr: np.ndarray, overwrite: bool = False, prefix: str = "slice"
+    folder: str | Path,
+    arr: np.ndarray,
+    overwrite: bool = False,
+    prefix: str = "slice",
+    names: Sequence[str] | None = None,
 ) -> Path:
     """Write a stack as PNG slices ``{prefix}0000.png`` ... in `folder` (atomic folder).
 
     uint8/uint16/bool are written as they are (bool as ``{0, 255}``); float data
-    in ``[0, 1]`` (probabilities) is scaled to uint8 ``0..255``.
+    in ``[0, 1]`` (probabilities) is scaled to uint8 ``0..255``. With `names`, slice
+    ``z`` is ``{names[z]}.png`` instead (e.g. the input files' names).
     """
     from .stacks import write_png_slices
 
     arr = np.asarray(arr)
     if arr.dtype.kind == "f":
         arr = np.round(np.clip(np.nan_to_num(arr), 0.0, 1.0) * 255).astype(np.uint8)
-    return write_png_slices(folder, arr, overwrite=overwrite, prefix=prefix)
+    if names is None:
+        return write_png_slices(folder, arr, overwrite=overwrite, prefix=prefix)
+    return _write_named_png(Path(folder).expanduser(), arr, list(names), overwrite)
+
+
+def _write_named_png(folder: Path, arr: np.ndarray, names: list[str], overwrite: bool) -> Path:
+    """Slice ``z`` of `arr` as ``folder/{names[z]}.png``, in one atomic folder."""
+    import imageio.v3 as iio
+
+    from ..atomic import atomic_dir
+    from .arrays import as_stack
+
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    arr = as_stack(arr, rgb=False, name="data to write")
+    if len(names) != arr.shape[0] or len(set(names)) != len(names):
+        raise UserInputError(f"{len(names)} distinct PNG names needed for {arr.shape[0]} slices")
+    if any(not n or "/" in n or "\\" in n for n in names):
+        raise UserInputError("PNG names must be plain file names")
+    with atomic_dir(folder, overwrite) as tmp:
+        for name, plane in zip(names, arr):
+            iio.imwrite(tmp / f"{name}.png", np.ascontiguousarray(plane))
+    return folder
 
 
 def export_format(output: str | Path) -> str:
@@ -224,11 +269,15 @@ def write_prediction(
     probability: np.ndarray | None = None,
     overwrite: bool = False,
     ids: Sequence[str] | None = None,
+    csv_columns: str = ",".join(RLE_HEADER),
+    names: Sequence[str] | None = None,
 ) -> tuple[Path, str]:
     """Write a mask (uint8 ``{0, 255}``; RLE for ``.csv``) or a probability map.
 
     Exactly one of `mask01` and `probability` is given. The format follows
-    :func:`export_format`; a probability map cannot be run-length encoded.
+    :func:`export_format`; a probability map cannot be run-length encoded. `ids`
+    are the CSV's first column, `csv_columns` its header; `names` name the PNG files
+    of a folder output (default ``slice0000.png`` ...).
 
     Returns
     -------
@@ -249,7 +298,7 @@ def write_prediction(
     elif kind == "npy":
         write_npy(path, data, overwrite=overwrite)
     elif kind == "csv":
-        write_rle_csv(path, data, ids=ids, overwrite=overwrite)
+        write_rle_csv(path, data, ids=ids, overwrite=overwrite, header=csv_columns)
     else:
-        write_png(path, data, overwrite=overwrite)
+        write_png(path, data, overwrite=overwrite, names=names)
     return path, kind

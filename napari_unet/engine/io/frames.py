@@ -82,30 +82,77 @@ def scan_frames(folder: str | Path) -> list[Frame]:
     return sorted(f for f in frames if f is not None)
 
 
-def write_frames_meta(folder: str | Path, overwrite: bool = True) -> Path:
-    """Write ``frames_meta.csv`` listing the frames of `folder` (atomically).
+def write_frames_meta(
+    folder: str | Path, overwrite: bool = True, target: str | Path | None = None
+) -> Path:
+    """Write a ``frames_meta.csv`` listing the frames of `folder` (atomically).
+
+    An existing CSV at `target` is updated, never thinned: its extra columns (microDL
+    writes e.g. ``channel_name``) and their values are kept for every frame still in
+    the folder (new frames get empty values); rows of frames no longer there are
+    dropped.
+
+    Parameters
+    ----------
+    folder
+        The frames folder (only read).
+    overwrite
+        Update an existing `target`; False: an existing `target` is an error.
+    target
+        Where to write; default ``folder/frames_meta.csv`` (where
+        :func:`read_frames_meta` looks).
+
+    Returns
+    -------
+    pathlib.Path
+        The written CSV.
 
     Raises
     ------
     UserInputError
-        If the folder holds no ``im_c###_z###_t###_p###`` frames.
+        If the folder holds no ``im_c###_z###_t###_p###`` frames, or an existing
+        `target` cannot be read as a CSV with a ``file_name`` column.
     """
     folder = Path(folder).expanduser()
     frames = scan_frames(folder)
     if not frames:
         raise UserInputError(f"{folder} holds no frames named im_c###_z###_t###_p###.png (or .tif)")
+    target = Path(target).expanduser() if target is not None else folder / FRAMES_META
+    extra, kept = _existing_extra_columns(target) if overwrite else ([], {})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(META_COLUMNS)
+    writer.writerow((*META_COLUMNS, *extra))
     for f in frames:
-        writer.writerow((f.channel, f.slice, f.time, f.position, f.file_name))
-    target = folder / FRAMES_META
+        values = kept.get(f.file_name, {})
+        row = (f.channel, f.slice, f.time, f.position, f.file_name)
+        writer.writerow((*row, *(values.get(c, "") for c in extra)))
     atomic_write_text(target, buffer.getvalue(), overwrite=overwrite)
     return target
 
 
-def read_frames_meta(folder: str | Path) -> list[Frame]:
-    """The frames listed in ``folder/frames_meta.csv``, sorted.
+def _existing_extra_columns(target: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The columns of an existing CSV beyond :data:`META_COLUMNS`, and their values per
+    ``file_name`` (nothing if there is no such file)."""
+    if not target.is_file():
+        return [], {}
+    try:
+        text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"cannot update {target}: it is not a readable CSV ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [c for c in (reader.fieldnames or []) if c is not None]
+    if "file_name" not in fields:
+        raise UserInputError(
+            f"cannot update {target}: it has no file_name column, so its other columns "
+            "could not be kept; choose another output"
+        )
+    extra = [c for c in fields if c not in META_COLUMNS]
+    kept = {str(row.get("file_name") or "").strip(): row for row in reader}
+    return extra, kept
+
+
+def read_frames_meta(folder: str | Path, meta: str | Path | None = None) -> list[Frame]:
+    """The frames listed in ``folder/frames_meta.csv`` (or the CSV `meta`), sorted.
 
     Without the file the folder's frame names are scanned instead. Extra columns
     (microDL writes e.g. ``channel_name``) are ignored.
@@ -116,7 +163,7 @@ def read_frames_meta(folder: str | Path) -> list[Frame]:
         If the CSV lacks a column or holds a non-integer index.
     """
     folder = Path(folder).expanduser()
-    meta = folder / FRAMES_META
+    meta = Path(meta).expanduser() if meta is not None else folder / FRAMES_META
     if not meta.exists():
         return scan_frames(folder)
     try:
@@ -185,8 +232,38 @@ def _read_frames(folder: Path, frames: Sequence[Frame]) -> np.ndarray:
     return np.concatenate(planes, axis=0)
 
 
+def _channel_groups(frames: Sequence[Frame], chosen: list[Frame], channels: list[int]):
+    """The chosen frames grouped per (position, time, slice), one frame per channel.
+
+    Returns
+    -------
+    list of list of Frame
+        Per slice, its frames in the order of `channels`; the first is the slice's frame.
+
+    Raises
+    ------
+    UserInputError
+        If a slice lacks one of the channels.
+    """
+    by_key = {(f.channel, f.slice, f.time, f.position): f for f in frames}
+    firsts = [f for f in chosen if f.channel == channels[0]]
+    groups = []
+    for first in firsts:
+        group = []
+        for channel in channels:
+            frame = by_key.get((channel, first.slice, first.time, first.position))
+            if frame is None:
+                raise UserInputError(
+                    f"no frame of channel {channel} beside {first.file_name} (slice "
+                    f"{first.slice}, time {first.time}, position {first.position})"
+                )
+            group.append(frame)
+        groups.append(group)
+    return groups
+
+
 def load_frame_pair(
-    folder: str | Path, config: Any, need_masks: bool = True
+    folder: str | Path, config: Any, need_masks: bool = True, as_channels: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None, list[Frame]]:
     """Read the frames a ``FramesConfig`` selects.
 
@@ -198,12 +275,17 @@ def load_frame_pair(
         :class:`~napari_unet.engine.config.FramesConfig`.
     need_masks
         Require ``mask_channel`` and a mask frame for every image frame.
+    as_channels
+        The frames of ``config.channels`` at one slice, time and position are the
+        channels of one image (``(Z, C, Y, X)``) instead of slices of their own (see
+        :func:`~napari_unet.engine.io.sources.frames_as_channels`).
 
     Returns
     -------
     images, masks, frames
-        ``(Z, Y, X)`` images, masks of the same shape (None without
-        ``mask_channel``) and the image frames in slice order.
+        ``(Z, Y, X)`` images (``(Z, C, Y, X)`` with `as_channels`), masks ``(Z, Y, X)``
+        (None without ``mask_channel``) and the image frames in slice order (with
+        `as_channels`, the frame of the first channel of each slice).
     """
     folder = Path(folder).expanduser()
     frames = read_frames_meta(folder)
@@ -215,7 +297,14 @@ def load_frame_pair(
             f"no frames in {folder} match channels {config.channels}, slices "
             f"{config.slices}, times {config.times}, positions {config.positions}"
         )
-    images = _read_frames(folder, chosen)
+    if as_channels:
+        channels = [c for c in config.channels if c != config.mask_channel]
+        groups = _channel_groups(frames, chosen, channels)
+        planes = [_read_frames(folder, [g[c] for g in groups]) for c in range(len(channels))]
+        images = np.stack(planes, axis=1)
+        chosen = [g[0] for g in groups]
+    else:
+        images = _read_frames(folder, chosen)
     if config.mask_channel is None:
         if need_masks:
             raise UserInputError("data.frames.mask_channel must name the channel of the masks")
@@ -230,9 +319,9 @@ def load_frame_pair(
             )
         mask_frames.append(mask)
     masks = _read_frames(folder, mask_frames)
-    if masks.shape != images.shape:
+    if masks.shape[1:] != images.shape[-2:]:
         raise UserInputError(
             f"mask frames are {masks.shape[1]}x{masks.shape[2]} but image frames are "
-            f"{images.shape[1]}x{images.shape[2]}"
+            f"{images.shape[-2]}x{images.shape[-1]}"
         )
     return images, masks, chosen

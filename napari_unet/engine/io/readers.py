@@ -11,6 +11,7 @@ Never imports TensorFlow, napari or Qt.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from .files import (
     _is_zarr,
     _reason,
     _shape_text,
-    list_image_files,
 )
 from .tiff import _read_tiff
 
-__all__ = ["read_mask", "read_stack"]
+__all__ = ["read_mask", "read_npy", "read_stack", "reread_to_match"]
+
+_log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- PNG / JPEG
@@ -134,9 +136,14 @@ def _layout_hint(folder: Path) -> str:
 
 
 def _read_folder(folder: Path, colour: str = "grey") -> np.ndarray:
-    """Stack the images of a folder in natural order; all must have one shape."""
+    """Stack the images of a folder in natural order; all must have one shape.
+
+    The masks of a folder of ``NAME`` / ``NAME_mask`` pairs are left out (see
+    :mod:`~napari_unet.engine.io.pairs`)."""
+    from .pairs import slice_files
+
     try:
-        files = list_image_files(folder)
+        files = slice_files(folder)
     except OSError as exc:
         raise _fail(folder, _reason(exc)) from None
     if not files:
@@ -169,15 +176,40 @@ def _read_folder(folder: Path, colour: str = "grey") -> np.ndarray:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _read_file(path: Path, colour: str = "grey") -> np.ndarray:
-    """Read one image file (TIFF or plain image) as ``(Z, Y, X)``."""
+def _read_file(path: Path, colour: str = "grey", planes: str = "auto") -> np.ndarray:
+    """Read one image file (TIFF, ``.npy`` or plain image) as ``(Z, Y, X)``; `planes`
+    decides how a one-page planar colour TIFF is read (see
+    :func:`~napari_unet.engine.io.tiff.planes_as_slices`)."""
     _check_readable_file(path)
+    if path.suffix.lower() == ".npy":
+        return as_stack(read_npy(path), name=str(path))
     if _is_tiff(path):
-        return _read_tiff(path, colour)
+        return _read_tiff(path, colour, planes)
     return _read_plain(path, colour)
 
 
-def _read_any(path: str | Path, colour: str) -> np.ndarray:
+def read_npy(path: str | Path) -> np.ndarray:
+    """Load a NumPy ``.npy`` array without pickle (zhixuhao's ``imgs_test.npy`` layout,
+    ``(N, Y, X, 1)``, reads as ``(N, Y, X)`` through :func:`read_stack`).
+
+    Raises
+    ------
+    UserInputError
+        If the file is not a ``.npy`` array or holds Python objects.
+    """
+    path = Path(path).expanduser()
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode=None)
+    except ValueError as exc:  # object arrays need pickle
+        raise _fail(path, f"not a plain numeric .npy array ({_reason(exc)})") from None
+    except (OSError, EOFError) as exc:
+        raise _fail(path, f"not a readable .npy file ({_reason(exc)})") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive given a .npy name
+        raise _fail(path, "not a single .npy array")
+    return arr
+
+
+def _read_any(path: str | Path, colour: str, planes: str = "auto") -> np.ndarray:
     """Read a zarr store, folder of slices or file and check the result."""
     path = Path(path).expanduser()
     _check_readable_file(path)
@@ -187,7 +219,7 @@ def _read_any(path: str | Path, colour: str) -> np.ndarray:
         elif path.is_dir():
             arr = _read_folder(path, colour)
         else:
-            arr = _read_file(path, colour)
+            arr = _read_file(path, colour, planes)
     except MemoryError:
         raise _fail(path, "not enough memory to load it (try open_lazy)") from None
     except OSError as exc:
@@ -196,18 +228,23 @@ def _read_any(path: str | Path, colour: str) -> np.ndarray:
     return arr
 
 
-def read_stack(path: str | Path) -> np.ndarray:
+def read_stack(path: str | Path, planes: str = "auto") -> np.ndarray:
     """Read an image stack as ``(Z, Y, X)``, keeping its dtype.
 
     Accepts multi-page TIFF (plain, ImageJ, OME, BigTIFF, compressed), PNG,
     JPEG, BMP, a folder of slices (natural order: ``slice2`` before ``slice10``)
-    and zarr stores. Colour becomes grey by luminance; a 2D image becomes
-    ``(1, Y, X)``; extra singleton axes are squeezed. Values are not normalized.
+    and zarr stores. Colour becomes grey by luminance (said in the log); a 2D
+    image becomes ``(1, Y, X)``; extra singleton axes are squeezed. Values are not
+    normalized.
 
     Parameters
     ----------
     path
         File, folder of slices or ``.zarr`` folder.
+    planes
+        A one-page TIFF of 3 or 4 separate sample planes (what ``tifffile.imwrite``
+        makes of a 3- or 4-slice grey stack): ``auto`` reads it as slices when
+        tifffile recorded it so, else as colour; ``slices`` or ``colour`` decide.
 
     Returns
     -------
@@ -219,10 +256,10 @@ def read_stack(path: str | Path) -> np.ndarray:
     UserInputError
         For any problem reading the data; the message names the file.
     """
-    return _read_any(path, colour="grey")
+    return _read_any(path, colour="grey", planes=planes)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, planes: str = "auto") -> np.ndarray:
     """Read a mask stack as uint8 ``{0, 1}`` ``(Z, Y, X)``.
 
     Like :func:`read_stack` followed by :func:`binarize_mask`, except that a
@@ -232,6 +269,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     ----------
     path
         File, folder of slices or ``.zarr`` folder.
+    planes
+        As for :func:`read_stack`.
 
     Returns
     -------
@@ -244,5 +283,46 @@ def read_mask(path: str | Path) -> np.ndarray:
         For any problem reading the data; the message names the file.
     """
     path = Path(path).expanduser()
-    arr = _read_any(path, colour="max")
+    arr = _read_any(path, colour="max", planes=planes)
     return binarize_mask(arr, name=str(path))
+
+
+def reread_to_match(path: Any, arr: np.ndarray, slices: int, mask: bool = False) -> np.ndarray:
+    """`arr`, read from `path`, re-read the other way if that is what matches a partner.
+
+    A one-page TIFF of 3 or 4 separate sample planes reads as one colour image or as
+    that many grey slices (see :func:`read_stack`). When the partner stack (the masks
+    of these images, or the images of these masks) has `slices` slices and only the
+    other reading has as many, the file is read that way (said in the log).
+
+    Parameters
+    ----------
+    path
+        Where `arr` was read from (anything but a TIFF path: `arr` is returned).
+    arr
+        The ``(Z, Y, X)`` stack as read.
+    slices
+        The partner's number of slices.
+    mask
+        Re-read with :func:`read_mask` instead of :func:`read_stack`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The stack that matches, or `arr` when no other reading does.
+    """
+    from .tiff import colour_planes
+
+    if not isinstance(path, (str, Path)) or np.ndim(arr) != 3 or arr.shape[0] == slices:
+        return arr
+    planes = colour_planes(Path(path).expanduser())
+    if planes is None:
+        return arr
+    if slices == planes and arr.shape[0] == 1:
+        choice = "slices"
+    elif slices == 1 and arr.shape[0] == planes:
+        choice = "colour"
+    else:
+        return arr
+    _log.info("%s is read as %s to match its partner's %d slice(s)", path, choice, slices)
+    return (read_mask if mask else read_stack)(path, planes=choice)
