@@ -61,5 +61,25 @@ def test_shipped_isbi_config_is_valid():
     from pathlib import Path
 
     config = load_config(Path(__file__).parents[1] / "configs" / "isbi2012.yaml")
-    assert config.data.images.endswith("train-volume.tif")
+    # ${NAPARI_UNET_DATA}/isbi2012/train-volume.tif, or the shipped sample when it is unset
+    assert config.data.images.endswith(("train-volume.tif", "em_train_images.tif"))
     assert config.train.patch_size % config.model.multiple == 0
+
+
+def test_explicit_model_fields_win_over_the_preset():
+    config = Config.model_validate({"model": {"preset": "cpu-small", "depth": 2}})
+    assert config.model.depth == 2 and config.model.base_filters == 16  # the rest from preset
+    overridden = Config.model_validate({"model": {"preset": "cpu-small"}}).with_overrides(
+        {"model.depth": 3}
+    )
+    assert overridden.model.depth == 3
+    # a saved config rebuilds the same network even if the preset table changes later
+    saved = Config.model_validate({"model": {"preset": "gpu"}}).to_dict()
+    from napari_unet.engine import config_sections
+
+    original = dict(config_sections.MODEL_PRESETS["gpu"])
+    config_sections.MODEL_PRESETS["gpu"]["base_filters"] = 8
+    try:
+        assert Config.model_validate(saved).model.base_filters == original["base_filters"]
+    finally:
+        config_sections.MODEL_PRESETS["gpu"].update(original)

@@ -128,6 +128,8 @@ def test_cli_finetune_with_sparse_masks(trained_model_dir, tmp_path, capsys):
             "--init-from",
             str(trained_model_dir),
             "--freeze-batch-norm",
+            "--mask-kind",
+            "sparse",
             "--output",
             str(tmp_path / "v2"),
             "--epochs",

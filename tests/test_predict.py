@@ -67,3 +67,23 @@ def test_tta_is_close_to_plain(model):
     plain = predict(model, images).probability
     tta = predict(model, images, PredictConfig(tta=True)).probability
     assert np.abs(plain - tta).mean() < 0.2
+
+
+def test_predicting_does_not_keep_the_model_alive():
+    """The compiled-call cache must not hold its keys (models) alive for the session."""
+    import gc
+    import weakref
+
+    from napari_unet.engine.config import ModelConfig, PredictConfig
+    from napari_unet.engine.events import drain
+    from napari_unet.engine.inference.predict import _COMPILED, predict_normalized
+    from napari_unet.engine.model.unet import build_unet
+
+    model = build_unet(ModelConfig(depth=2, base_filters=4))
+    stack = np.random.default_rng(0).random((1, 32, 32), dtype=np.float32)
+    drain(predict_normalized(model, stack, PredictConfig(tile_size=32, overlap=0), 4))
+    assert model in _COMPILED
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None

@@ -2,9 +2,11 @@ import json
 import threading
 
 import numpy as np
+import pytest
 
 from napari_unet.engine.config import Config
 from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.engine.errors import UserInputError
 from napari_unet.engine.model.model_folder import ModelFolder, load_model
 from napari_unet.engine.training.train import split_labels, train, train_iter
 
@@ -99,10 +101,44 @@ def test_time_budget_ends_training(tmp_path):
 
 def test_sparse_labels_split():
     sparse = np.array([[0, 1, 2], [2, 0, 1]], np.uint8)
-    target, weight = split_labels(sparse)
+    with pytest.raises(UserInputError, match="mask_kind"):  # {0, 1, 2}: sparse or 2 objects?
+        split_labels(sparse)
+    target, weight = split_labels(sparse, "sparse")
     np.testing.assert_array_equal(target, [[0, 0, 1], [1, 0, 0]])
     np.testing.assert_array_equal(weight, [[0, 1, 1], [1, 0, 1]])
     dense = np.array([[0, 255]], np.uint8)
     target, weight = split_labels(dense)
     np.testing.assert_array_equal(target, [[0, 1]])
     assert weight.min() == 1
+    two_cells = np.array([[1, 1, 2, 2, 0]], np.uint8)  # two touching objects on background
+    target, weight = split_labels(two_cells, "instances")
+    np.testing.assert_array_equal(target, [[1, 0, 0, 1, 0]])
+    assert weight.min() == 1
+    cells = np.array([[0, 3, 3, 7, 0, 5]], np.uint16)  # more than 2 objects: instances by auto
+    np.testing.assert_array_equal(split_labels(cells)[0], [[0, 1, 0, 0, 0, 1]])
+    one_two = np.array([[1, 2, 2]], np.uint8)  # two values: the lower is background
+    np.testing.assert_array_equal(split_labels(one_two)[0], [[0, 1, 1]])
+
+
+def test_validation_steps_bound_each_validation(tmp_path, monkeypatch):
+    from napari_unet.engine.training import steps as steps_module
+
+    calls = []
+    original = steps_module._Steps.__init__
+
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        val_step = self.val_step
+
+        def counted(*a):
+            calls.append(1)
+            return val_step(*a)
+
+        self.val_step = counted
+
+    monkeypatch.setattr(steps_module._Steps, "__init__", counting)
+    images, masks = synthetic_em(slices=6, size=96, cells=12, seed=5)
+    config = tiny_config(tmp_path, epochs=1, validation_steps=1, val_em_metrics=False)
+    config = config.with_overrides({"data.val_fraction": 0.5})
+    train(config, images, masks)
+    assert len(calls) == 1  # 3 validation slices = several batches, bounded to one

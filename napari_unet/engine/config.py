@@ -36,6 +36,12 @@ from .config_sections import (
     TrainConfig,
     _Section,
 )
+from .config_tasks import (
+    TASK_LOSSES,
+    SplitConfig,
+    check_task_settings,
+    with_task_default_loss,
+)
 from .errors import UserInputError
 
 __all__ = [
@@ -54,6 +60,7 @@ __all__ = [
     "ModelConfig",
     "PredictConfig",
     "ScheduleConfig",
+    "SplitConfig",
     "TrainConfig",
     "load_config",
     "save_config",
@@ -69,6 +76,19 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
     output: str | None = Field(None, description="Model folder written by training.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_default_loss(cls, data: Any) -> Any:
+        """Without ``train.loss``, a multiclass or regression task trains with its own
+        default loss (``ce_dice``, ``l1``); binary keeps ``bce_dice``."""
+        return with_task_default_loss(data)
+
+    @model_validator(mode="after")
+    def _settings_fit_task(self) -> Config:
+        """Refuse a loss, mask kind, border weights or monitor that the task cannot use."""
+        check_task_settings(self)
+        return self
 
     @model_validator(mode="after")
     def _patch_fits_network(self) -> Config:
@@ -106,6 +126,10 @@ class Config(_Section):
             The new config.
         """
         data = self.to_dict()
+        task = overrides.get("model.task")
+        if task in TASK_LOSSES and "train.loss" not in overrides:
+            if data["train"]["loss"] not in TASK_LOSSES[task]:
+                del data["train"]["loss"]  # the new task's default loss applies
         for dotted, value in overrides.items():
             if value is None:
                 continue
@@ -117,8 +141,65 @@ class Config(_Section):
         return Config.model_validate(data)
 
 
+#: Environment variable naming the data folder: a config path written as
+#: ``${NAPARI_UNET_DATA}/isbi2012/train-volume.tif`` is read from that folder.
+DATA_ROOT_VAR = "NAPARI_UNET_DATA"
+_DATA_ROOT_TOKEN = "${" + DATA_ROOT_VAR + "}"
+#: Without ``NAPARI_UNET_DATA``, these data paths under it fall back to the shipped sample.
+_SAMPLE_ROLES = {
+    "images": "train_images",
+    "masks": "train_masks",
+    "val_images": "test_images",
+    "val_masks": "test_masks",
+}
+
+
+def _expand_data_root(value: str, key: str) -> str:
+    """Replace ``${NAPARI_UNET_DATA}`` in a config path.
+
+    With the variable unset, ``data.images``/``masks`` become the shipped sample's
+    training slices and ``data.val_images``/``val_masks`` its held-out slices
+    (``napari_unet/sample_data/``), so a recipe written for the full data runs
+    from a fresh clone. A relative ``NAPARI_UNET_DATA`` is relative to the working
+    folder.
+
+    Parameters
+    ----------
+    value
+        The path as written in the config.
+    key
+        Its field (``images``, ``masks``, ``val_images``, ``val_masks``, ...).
+
+    Returns
+    -------
+    str
+        The expanded path (unchanged without the token).
+
+    Raises
+    ------
+    UserInputError
+        If the variable is unset and the field has no sample to fall back to.
+    """
+    if _DATA_ROOT_TOKEN not in value:
+        return value
+    import os
+
+    root = os.environ.get(DATA_ROOT_VAR)
+    if root:
+        return value.replace(_DATA_ROOT_TOKEN, str(Path(root).expanduser().resolve()))
+    if key in _SAMPLE_ROLES:
+        from ..sample import sample_paths
+
+        return str(sample_paths()[_SAMPLE_ROLES[key]])
+    raise UserInputError(
+        f"{value} needs the environment variable {DATA_ROOT_VAR} (the data folder)"
+    )
+
+
 def _resolve_paths(config: Config, base: Path) -> Config:
     """Make relative data and model paths relative to the config file's folder.
+
+    ``${NAPARI_UNET_DATA}`` is expanded first (see :func:`_expand_data_root`).
 
     Parameters
     ----------
@@ -136,12 +217,16 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     data = config.to_dict()
     for key in ("images", "masks", "val_images", "val_masks", "dataset", "patch_cache"):
         value = data["data"].get(key)
+        if value:
+            value = data["data"][key] = _expand_data_root(value, key)
         if value and not Path(value).expanduser().is_absolute():
             data["data"][key] = str((base / value).resolve())
     frames = data["data"].get("frames") or {}
+    if frames.get("folder"):
+        frames["folder"] = _expand_data_root(frames["folder"], "frames.folder")
     if frames.get("folder") and not Path(frames["folder"]).expanduser().is_absolute():
         frames["folder"] = str((base / frames["folder"]).resolve())
-    for section, key in (("train", "init_from"), (None, "output")):
+    for section, key in (("train", "init_from"), ("train", "log_dir"), (None, "output")):
         node = data[section] if section else data
         value = node.get(key)
         if value and not Path(value).expanduser().is_absolute():

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_tasks import SplitConfig
+
 __all__ = [
     "MODEL_PRESETS",
     "AffineConfig",
@@ -30,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "PredictConfig",
     "ScheduleConfig",
+    "SplitConfig",
     "TrainConfig",
 ]
 
@@ -49,7 +52,15 @@ class FramesConfig(_Section):
     slices: list[int] | None = Field(None, description="Slice (z) indices; None = all.")
     times: list[int] | None = Field(None, description="Time indices; None = all.")
     positions: list[int] | None = Field(None, description="Position indices; None = all.")
-    mask_channel: int | None = Field(None, description="Channel index holding the masks.")
+    mask_channel: int | None = Field(
+        None, description="Channel index holding the masks (the target of a regression)."
+    )
+    as_channels: bool | None = Field(
+        None,
+        description="Stack the frames of `channels` at one slice, time and position as the "
+        "input channels of one slice. None: when model.in_channels is the number of channels, "
+        "or model.task is not binary; else every frame is a slice of its own (as before).",
+    )
 
 
 class ForegroundConfig(_Section):
@@ -100,6 +111,20 @@ class DataConfig(_Section):
     )
     cache_tile: int | None = Field(
         None, ge=16, description="Side of cached training tiles (default 2 x train.patch_size)."
+    )
+    split: SplitConfig | None = Field(
+        None, description="Train/val/test slices by index (instead of val_fraction)."
+    )
+    target_normalization: Literal["zscore", "zscore_slice", "percentile", "none"] = Field(
+        "zscore",
+        description="model.task regression: how the float target is normalized (microDL: "
+        "z-score over the stack, or per slice); the statistics are kept in metadata.json.",
+    )
+    mask_kind: Literal["auto", "binary", "sparse", "instances"] = Field(
+        "auto",
+        description="What mask values mean: binary (two values, the lower is background), "
+        "sparse (0 unlabeled, 1 background, 2 foreground), instances (0 background, one value "
+        "per object); auto decides where the values are unambiguous and says what it chose.",
     )
 
     @field_validator("percentiles")
@@ -175,20 +200,58 @@ class ModelConfig(_Section):
     base_filters: int = Field(16, ge=2, le=256, description="Filters of the first level.")
     batch_norm: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout at the bottleneck.")
+    task: Literal["binary", "multiclass", "regression"] = Field(
+        "binary",
+        description="binary: sigmoid mask; multiclass: softmax over `classes`; "
+        "regression: a linear float image (see engine/config_tasks.py).",
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="multiclass: class names, index 0 first, e.g. "
+        "[background, membrane, mitochondria]; mask value k is class k.",
+    )
+    in_channels: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Input channels; None = from the data (a (Z, C, Y, X) stack or the "
+        "frames' channels), 1 for grey stacks. The model folder stores the resolved value.",
+    )
+
+    @model_validator(mode="after")
+    def _classes_fit_task(self) -> ModelConfig:
+        """Require two or more distinct class names for multiclass, none otherwise."""
+        if self.task == "multiclass":
+            if not self.classes or len(self.classes) < 2:
+                raise ValueError(
+                    "model.task multiclass needs model.classes: two or more class names, "
+                    "e.g. [background, membrane, mitochondria]"
+                )
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"model.classes must be distinct, got {self.classes}")
+        elif self.classes is not None:
+            raise ValueError("model.classes applies to model.task multiclass only")
+        return self
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels: one per class for multiclass, else one."""
+        return len(self.classes) if self.task == "multiclass" and self.classes else 1
 
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        """Fill the fields from ``MODEL_PRESETS[preset]``; fields given explicitly
-        but also set by the preset take the preset's value."""
+        """Fill the fields from ``MODEL_PRESETS[preset]``; a field given explicitly wins
+        (``{preset: cpu-small, depth: 2}`` builds depth 2), so a saved config, which holds
+        every resolved field, rebuilds its network even if the presets change later."""
         if isinstance(data, dict) and data.get("preset"):
             name = data["preset"]
-            if name not in MODEL_PRESETS:
+            if not isinstance(name, str) or name not in MODEL_PRESETS:
                 raise ValueError(
                     f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}"
                 )
             merged = dict(MODEL_PRESETS[name])
-            merged.update({k: v for k, v in data.items() if k != "preset" and k not in merged})
+            merged.update({k: v for k, v in data.items() if k != "preset"})
             merged["preset"] = name
             return merged
         return data
@@ -272,7 +335,14 @@ class DistributeConfig(_Section):
 class TrainConfig(_Section):
     """Training recipe."""
 
-    loss: Literal["bce", "dice", "bce_dice"] = "bce_dice"
+    loss: Literal["bce", "dice", "bce_dice", "ce", "ce_dice", "l1", "l2", "ssim", "l1_ssim"] = (
+        Field("bce_dice", description="Per task (config_tasks.TASK_LOSSES); default its first.")
+    )
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum.")
+    weight_decay: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Decoupled weight decay; None = adamw 0.004, else 0."
+    )
     dice_smooth: float = Field(1.0, ge=0.0, description="Smoothing term of the Dice loss.")
     border_weights: BorderWeightConfig = Field(default_factory=BorderWeightConfig)
     learning_rate: float = Field(1e-3, gt=0.0, lt=1.0)
@@ -292,7 +362,10 @@ class TrainConfig(_Section):
     )
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
-        "auto", description="auto = bfloat16 where the CPU/GPU supports it, else float32."
+        "auto",
+        description="auto measures a few training steps in float32 and in the mixed policy "
+        "of the device (bfloat16 on CPUs, float16 on GPUs) once per machine and network, and "
+        "picks the faster.",
     )
     monitor: Literal["val_loss", "val_rand_fscore", "last"] = Field(
         "val_loss", description="Validation score that picks the best checkpoint."
@@ -301,7 +374,10 @@ class TrainConfig(_Section):
         True, description="Also compute Rand F-score and VI on whole validation slices."
     )
     seed: int = 0
-    init_from: str | None = Field(None, description="Model folder to warm-start from.")
+    init_from: str | None = Field(
+        None, description="Model folder, or a .weights.h5/.h5 file of the same network."
+    )
+    log_dir: str | None = Field(None, description="TensorBoard folder; None = <model>/logs.")
     freeze_batch_norm: bool = Field(
         False,
         description="Keep batch-norm statistics and scales fixed (fine-tuning on a few slices).",
@@ -340,6 +416,14 @@ class PredictConfig(_Section):
     batch_size: int = Field(4, ge=1, le=256)
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     tta: bool = Field(False, description="Average over the 8 flips/rotations (8x slower).")
+    csv_columns: Literal["img,pixels", "ImageId,EncodedPixels"] = Field(
+        "img,pixels", description="Header of an RLE CSV (Kaggle ultrasound nerve: img,pixels)."
+    )
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "auto",
+        description="Policy prediction runs in; auto measures float32 against the mixed "
+        "policy of the device once per machine and network, and picks the faster.",
+    )
 
     @model_validator(mode="after")
     def _overlap_smaller_than_tile(self) -> PredictConfig:

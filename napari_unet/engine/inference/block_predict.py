@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 
 from ..data.preprocess import apply_normalization, resize_stack
+from ..data.task_data import per_channel
 from ..events import PredictEvent
 from .blocks import Block, BlockPlan, tile_box
 from .tiling import pad_to_multiple
@@ -62,7 +63,8 @@ def predict_block(
     stop: threading.Event | None = None,
 ) -> Generator[PredictEvent, None, np.ndarray]:
     """Predict one prepared block; returns float32 ``(z, y, x)`` of the block
-    in output coordinates (back at the source size when resizing)."""
+    (``(z, y, x, K)`` for K output channels) in output coordinates (back at the
+    source size when resizing)."""
     from .predict import predict_tiles
 
     tiles = [plan.tiles[i] for i in block.tiles]
@@ -75,6 +77,7 @@ def predict_block(
     probability = yield from predict_tiles(
         runner, region.__getitem__, depth, tiles, windows, crop, plan.batch_size, stop
     )
-    if plan.resize is not None:
-        probability = resize_stack(probability, plan.shape[1:], order=1).astype(np.float32)
+    if plan.resize is not None:  # every class channel of a multiclass output
+        back = per_channel(lambda plane: resize_stack(plane, plan.shape[1:], order=1))
+        probability = back(probability).astype(np.float32)
     return probability

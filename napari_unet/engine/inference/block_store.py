@@ -1,7 +1,9 @@
 """Output stores of blockwise prediction: a zarr group and a TIFF stack.
 
 The zarr group holds ``probability`` (uint8 ``round(255 p)``, float16 or
-float32) and ``mask`` (uint8 ``{0, 255}``), chunked one slice deep; it is
+float32) and ``mask`` (uint8 ``{0, 255}``), chunked one slice deep; for a multiclass
+model ``probability`` has a trailing class axis and ``mask`` holds the arg-max class
+indices, for a regression model ``probability`` holds the float32 values (no mask); it is
 written in a temporary ``<name>.zarr.tmp-XXXX`` folder beside the target and
 renamed into place at the end (:func:`atomic_zarr`). Blocks own whole chunks,
 so the single-process writer and cluster workers never write the same chunk
@@ -20,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import check_writable
+from ..atomic import (
+    check_writable,
+    fsync_dir,
+    fsync_tree,
+    rename_noreplace,
+    replace_folder,
+    write_error,
+)
 from ..errors import UserInputError
 from .blocks import Block, BlockPlan, BlockwiseOptions, output_region
 
@@ -72,11 +82,23 @@ class ZarrTarget:
     write_probability: bool
     write_mask: bool
     threshold: float
+    #: ``model.task``: what the block's output is (see the module docstring).
+    task: str = "binary"
 
     def write(self, plan: BlockPlan, block: Block, probability: np.ndarray) -> None:
         """Write one block's probability and mask."""
         region = output_region(plan, block)
         arrays = _open_arrays(self.path)
+        if self.task == "regression":  # the predicted values, as they are
+            arrays["probability"][region] = probability.astype(np.float32, copy=False)
+            return
+        if self.task == "multiclass":  # class probabilities (z, y, x, K), arg-max labels
+            if self.write_probability:
+                stored = encode_probability(probability, self.probability_dtype)
+                arrays["probability"][region] = stored
+            if self.write_mask:
+                arrays["mask"][region] = np.argmax(probability, axis=-1).astype(np.uint8)
+            return
         if self.write_probability:
             arrays["probability"][region] = encode_probability(probability, self.probability_dtype)
         if self.write_mask:
@@ -105,52 +127,99 @@ def _forget_arrays(path: str) -> None:
 
 
 def create_group(
-    path: Path, plan: BlockPlan, options: BlockwiseOptions, attrs: dict[str, Any]
+    path: Path,
+    plan: BlockPlan,
+    options: BlockwiseOptions,
+    attrs: dict[str, Any],
+    task: str = "binary",
+    classes: int = 1,
 ) -> None:
     """Create the output group at `path`: the arrays `options` asks for, shaped
-    and chunked as `plan` says, with `attrs` under ``napari_unet``."""
+    and chunked as `plan` says, with `attrs` under ``napari_unet``; a multiclass
+    `probability` gets a trailing axis of `classes`, a regression output only a
+    float32 `probability`."""
     import zarr
 
     group = zarr.open_group(str(path), mode="w")
     if hasattr(group, "create_array"):  # zarr 3: blosc-lz4 writes ~2x faster than zstd
         from zarr.codecs import BloscCodec
 
-        def create(name: str, dtype: str) -> None:
+        def create(name: str, dtype: str, extra: tuple[int, ...] = ()) -> None:
             compressor = BloscCodec(cname="lz4", clevel=5)
             group.create_array(
-                name, shape=plan.shape, chunks=plan.chunks, dtype=dtype, compressors=[compressor]
+                name,
+                shape=(*plan.shape, *extra),
+                chunks=(*plan.chunks, *extra),
+                dtype=dtype,
+                compressors=[compressor],
             )
     else:  # pragma: no cover - zarr 2
 
-        def create(name: str, dtype: str) -> None:
-            group.create_dataset(name, shape=plan.shape, chunks=plan.chunks, dtype=dtype)
+        def create(name: str, dtype: str, extra: tuple[int, ...] = ()) -> None:
+            group.create_dataset(
+                name, shape=(*plan.shape, *extra), chunks=(*plan.chunks, *extra), dtype=dtype
+            )
 
-    if options.write_probability:
-        create("probability", options.probability_dtype)
-    if options.write_mask:
-        create("mask", "uint8")
+    if task == "regression":
+        create("probability", "float32")
+    else:
+        if options.write_probability:
+            extra = (classes,) if task == "multiclass" else ()
+            create("probability", options.probability_dtype, extra)
+        if options.write_mask:
+            create("mask", "uint8")
     group.attrs.update({"napari_unet": attrs})
 
 
 @contextlib.contextmanager
 def atomic_zarr(target: Path, overwrite: bool) -> Iterator[Path]:
-    """A ``<name>.zarr.tmp-XXXX`` folder beside `target`, renamed to it on success."""
+    """A ``<name>.zarr.tmp-XXXX`` folder beside `target`, moved to it on success.
+
+    Every chunk and metadata file is fsynced before the move, and the parent folder
+    after it. An existing `target` is swapped for the new group in one step (only with
+    `overwrite`); without `overwrite`, a `target` that appeared while predicting is
+    never replaced (see :func:`~napari_unet.engine.atomic.rename_noreplace`).
+    """
     check_writable(target, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        _forget_arrays(str(tmp))  # no cached handle writes after the sync
+        fsync_tree(tmp)
+        if overwrite:
+            replace_folder(tmp, target)
         else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                rename_noreplace(tmp, target)
+            except FileExistsError:
+                raise UserInputError(
+                    f"{target} appeared while predicting; it was not replaced "
+                    "(choose another name or allow overwriting)"
+                ) from None
+        with contextlib.suppress(OSError):  # best effort: the group is complete and in place
+            fsync_dir(target.parent)
+    except BaseException as exc:
+        _remove_group(tmp)
+        if isinstance(exc, OSError):  # full disk, read-only folder: one clear line
+            raise write_error(target, exc) from None
         raise
     finally:
         _forget_arrays(str(tmp))
+
+
+def _remove_group(tmp: Path, settle: float = 0.05, patience: float = 2.0) -> None:
+    """Delete a failed temporary group, also what zarr writes into it a moment later.
+
+    zarr writes the chunks of one assignment concurrently; when one write fails the
+    error arrives while others are still running, and they re-create their folders.
+    The folder is removed until it stays gone for `settle` seconds (at most `patience`).
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(tmp, ignore_errors=True)
+        time.sleep(settle)
+        if not tmp.exists() or time.monotonic() > deadline:
+            return
 
 
 # --------------------------------------------------------------------------- tiff
@@ -160,17 +229,32 @@ class TiffTarget:
     """Writes a TIFF stack page by page under a temporary name; slices are
     appended when every block of their slice range has arrived."""
 
-    def __init__(self, path: Path, plan: BlockPlan, options: BlockwiseOptions, threshold: float):
+    def __init__(
+        self,
+        path: Path,
+        plan: BlockPlan,
+        options: BlockwiseOptions,
+        threshold: float,
+        task: str = "binary",
+    ):
         import tifffile
 
         from ..io.stacks import BIGTIFF_THRESHOLD
 
         self.path = path
         self.plan = plan
-        self.content = options.tiff_content
-        self.dtype = np.dtype("uint8" if self.content == "mask" else options.tiff_dtype)
+        self.task = task
+        self.content = "probability" if task == "regression" else options.tiff_content
+        if task == "multiclass" and self.content == "probability":
+            raise UserInputError(
+                "a multiclass TIFF holds the class labels; write the class probabilities "
+                "to a .zarr output"
+            )
+        dtype = "float32" if task == "regression" else options.tiff_dtype
+        self.dtype = np.dtype("uint8" if self.content == "mask" else dtype)
         self.threshold = threshold
         check_writable(path, options.overwrite)
+        self.overwrite = options.overwrite
         self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{id(self):x}{path.suffix}")
         nbytes = int(np.prod(plan.shape, dtype=np.int64)) * self.dtype.itemsize
         self._writer = tifffile.TiffWriter(self.tmp, bigtiff=nbytes > BIGTIFF_THRESHOLD)
@@ -180,6 +264,12 @@ class TiffTarget:
         self._written = 0
 
     def _encode(self, probability: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass":
+            if probability.dtype == np.uint8 and probability.ndim == 3:  # labels already
+                return probability
+            return np.argmax(probability, axis=-1).astype(np.uint8)
+        if self.task == "regression":
+            return probability.astype(np.float32, copy=False)
         if self.content == "mask":
             return encode_mask(probability, self.threshold)
         return encode_probability(probability, str(self.dtype))
@@ -222,7 +312,19 @@ class TiffTarget:
             raise UserInputError(
                 f"internal error: {self._written} of {self.plan.shape[0]} TIFF pages written"
             )
-        os.replace(self.tmp, self.path)
+        fsync_tree(self.tmp)
+        if self.overwrite:
+            os.replace(self.tmp, self.path)
+        else:
+            try:
+                rename_noreplace(self.tmp, self.path)
+            except FileExistsError:
+                raise UserInputError(
+                    f"{self.path} appeared while predicting; it was not replaced "
+                    "(choose another name or allow overwriting)"
+                ) from None
+        with contextlib.suppress(OSError):  # best effort: the file is complete and in place
+            fsync_dir(self.path.parent)
         return self.path
 
     def abort(self) -> None:
@@ -248,6 +350,6 @@ def zarr_to_tiff(path: Path, plan: BlockPlan, tiff: TiffTarget) -> None:
         elif "probability" in group:
             stored = np.asarray(group["probability"][region])
             prob = stored.astype(np.float32)
-            if stored.dtype == np.uint8:
+            if stored.dtype == np.uint8 and tiff.task != "regression":
                 prob /= 255.0
             tiff._append(tiff._encode(prob))

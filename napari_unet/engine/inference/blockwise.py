@@ -131,6 +131,9 @@ class BlockwiseResult:
     tiles: int = 0
     blocks: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``model.task``: multiclass stores class probabilities ``(Z, Y, X, K)`` and the
+    #: arg-max class indices as ``mask``; regression stores float32 values only.
+    task: str = "binary"
 
     def _array(self, name: str) -> Any:
         import dask.array as da
@@ -158,7 +161,11 @@ class BlockwiseResult:
         return prob.astype(np.float32)
 
     def labels(self) -> Any:
-        """Lazy uint8 ``{0, 1}`` mask (for a napari Labels layer)."""
+        """Lazy uint8 ``{0, 1}`` mask (class indices for multiclass; a napari Labels layer)."""
+        if self.task == "multiclass":
+            return self.mask
+        if self.task == "regression":
+            raise UserInputError("a regression prediction has no labels (see .probability)")
         return (self.mask > 0).astype(np.uint8)
 
 
@@ -231,6 +238,8 @@ def predict_blockwise_iter(
     zarr_path, tiff_path = _resolve_output(output, options)
     loaded, folder, model_config = _resolve_model(model, need_folder=client is not None)
     config = config or model_config.predict
+    task = model_config.model.task
+    options = _task_options(options, model_config)
     volume = as_lazy(source, "images")
     plan = make_plan(volume, model_config.data, config, model_config.model.multiple, options)
     stats = _stats(volume, plan, model_config.data, options)
@@ -239,7 +248,9 @@ def predict_blockwise_iter(
         "threshold": config.threshold,
         "probability_dtype": options.probability_dtype,
         "probability_scale": 1 / 255 if options.probability_dtype == "uint8" else 1.0,
-        "mask_values": [0, 255],
+        "mask_values": [0, 255] if task == "binary" else None,
+        "task": task,
+        "classes": model_config.model.classes,
         "normalization": {"lo": stats[0].tolist(), "hi": stats[1].tolist()},
         "tile_size": config.tile_size,
         "overlap": config.overlap,
@@ -259,17 +270,18 @@ def predict_blockwise_iter(
                     stack.callback(shutil.rmtree, scratch, True)
                     target_path = scratch / "blocks.zarr"
                 tmp = stack.enter_context(atomic_zarr(target_path, options.overwrite))
-                create_group(tmp, plan, options, attrs)
+                create_group(tmp, plan, options, attrs, task, model_config.model.out_channels)
                 target = ZarrTarget(
                     str(tmp),
                     options.probability_dtype,
                     options.write_probability,
                     options.write_mask,
                     config.threshold,
+                    task,
                 )
             tiff_target: TiffTarget | None = None
             if tiff_path is not None:
-                tiff_target = TiffTarget(tiff_path, plan, options, config.threshold)
+                tiff_target = TiffTarget(tiff_path, plan, options, config.threshold, task)
                 stack.callback(tiff_target.abort)
             if client is not None:
                 from .distributed import run_blocks
@@ -307,6 +319,30 @@ def predict_blockwise_iter(
         probability_dtype=options.probability_dtype,
         tiles=total,
         blocks=len(plan.blocks),
+        task=task,
+    )
+
+
+def _task_options(options: BlockwiseOptions, model_config: Any) -> BlockwiseOptions:
+    """`options` as a model's task can use them: float32 values without a mask for a
+    regression; single-channel input for every task.
+
+    Raises
+    ------
+    UserInputError
+        For a model of several input channels (blockwise prediction reads one channel).
+    """
+    import dataclasses
+
+    if (model_config.model.in_channels or 1) > 1:
+        raise UserInputError(
+            "blockwise prediction reads single-channel volumes; predict a multi-channel "
+            "stack in memory (a .tif/.npy output)"
+        )
+    if model_config.model.task != "regression":
+        return options
+    return dataclasses.replace(
+        options, probability_dtype="float32", write_probability=True, write_mask=False
     )
 
 
@@ -325,13 +361,19 @@ def _resolve_model(model: Any, need_folder: bool) -> tuple[Any, Path | None, Any
     if isinstance(model, LoadedModel):
         if need_folder and model.folder is None:
             raise UserInputError("prediction on a cluster needs a model folder, not a model")
+        from ..model.precision import for_prediction
+
+        model = for_prediction(model, model.config.predict.precision)
         return model, model.folder, model.config
     folder = Path(model).expanduser()
     if need_folder:
         if not (folder / "config.yaml").exists():
             raise UserInputError(f"{folder} is not a model folder: config.yaml is missing")
         return None, folder.resolve(), ModelFolder(folder).load_config()
+    from ..model.precision import for_prediction
+
     loaded = load_model(folder)
+    loaded = for_prediction(loaded, loaded.config.predict.precision)
     return loaded, loaded.folder, loaded.config
 
 

@@ -85,7 +85,10 @@ def worker_model(folder: str) -> Any:
         if (key, stamp) not in _MODELS:
             for old in [k for k in _MODELS if k[0] == key]:
                 del _MODELS[old]
-            _MODELS[(key, stamp)] = load_model(key)
+            from ..model.precision import for_prediction
+
+            loaded = load_model(key)
+            _MODELS[(key, stamp)] = for_prediction(loaded, loaded.config.predict.precision)
             _LOADS[key] = _LOADS.get(key, 0) + 1
         return _MODELS[(key, stamp)]
 

@@ -11,16 +11,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import PredictConfig
-from ..data.preprocess import apply_normalization, as_stack, normalization_stats, resize_stack
 from ..events import PredictEvent, drain
 from ..model.model_folder import LoadedModel, load_model
+from ..model.precision import for_prediction
+from .prediction import Prediction, normalized_input, resize_output
 from .tiling import Tile, blend_window, pad_to_multiple, tile_grid
 
 __all__ = [
@@ -31,27 +31,6 @@ __all__ = [
     "predict_normalized",
     "predict_tiles",
 ]
-
-
-@dataclass
-class Prediction:
-    """Result of prediction.
-
-    Attributes
-    ----------
-    probability
-        float32 (Z, Y, X) probability of the mask's nonzero class.
-    threshold
-        Threshold used by :meth:`mask` by default.
-    """
-
-    probability: np.ndarray
-    threshold: float = 0.5
-
-    def mask(self, threshold: float | None = None) -> np.ndarray:
-        """uint8 {0, 1} mask: probability above the threshold."""
-        value = self.threshold if threshold is None else threshold
-        return (self.probability > value).astype(np.uint8)
 
 
 def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
@@ -77,19 +56,38 @@ _COMPILED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _compiled_call(keras_model: Any) -> Any:
-    """One tf.function per Keras model, reused across calls (no retracing)."""
+    """One tf.function per Keras model, reused across calls (no retracing).
+
+    The function reaches the model through a weak reference: a cached value that
+    held the model itself would keep its key, and every model predicted with in a
+    napari session, alive for good.
+    """
     if keras_model not in _COMPILED:
         import tensorflow as tf
 
+        model_ref = weakref.ref(keras_model)
+
+        def call(x: Any) -> Any:
+            return model_ref()(x, training=False)
+
+        channels = _input_channels(keras_model)
         _COMPILED[keras_model] = tf.function(
-            lambda x: keras_model(x, training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
+            call, input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32)]
         )
     return _COMPILED[keras_model]
 
 
+def _input_channels(keras_model: Any) -> int:
+    """Channels of the model's input (1 for a grey U-Net)."""
+    try:
+        return int(keras_model.inputs[0].shape[-1] or 1)
+    except (AttributeError, IndexError, TypeError):
+        return 1
+
+
 class _Runner:
-    """Runs the Keras model on (B, H, W) float32 batches, optionally with TTA."""
+    """Runs the Keras model on (B, H, W) or (B, H, W, C) float32 batches, optionally
+    with TTA; returns (B, H, W) for a one-channel output, else (B, H, W, K)."""
 
     def __init__(self, keras_model: Any, tta: bool) -> None:
         import tensorflow as tf
@@ -100,12 +98,13 @@ class _Runner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         transforms = range(8) if self._tta else range(1)
-        total = np.zeros(batch.shape, dtype=np.float32)
+        total: Any = 0.0
         for k in transforms:
             view = np.ascontiguousarray(_dihedral(batch, k))
-            out = self._call(self._tf.constant(view[..., None]))
-            prob = np.asarray(out, dtype=np.float32)[..., 0]
-            total += _dihedral(prob, k, inverse=True)
+            out = self._call(self._tf.constant(view[..., None] if view.ndim == 3 else view))
+            out = np.asarray(out, dtype=np.float32)
+            prob = out[..., 0] if out.shape[-1] == 1 else out  # (B, H, W) or (B, H, W, K)
+            total = total + _dihedral(prob, k, inverse=True)
         return total / len(transforms)
 
 
@@ -116,20 +115,25 @@ def predict_normalized(
     multiple: int,
     stop: threading.Event | None = None,
 ) -> Generator[PredictEvent, None, np.ndarray]:
-    """Predict an already-normalized float32 (Z, Y, X) stack tile by tile.
+    """Predict an already-normalized float32 (Z, Y, X) or (Z, Y, X, C) stack tile by tile.
 
     Yields a :class:`PredictEvent` after each batch and returns the float32
-    probability stack. A set `stop` event ends the work after the current
-    batch with the slices done so far (the rest stays 0).
+    output stack: ``(Z, Y, X)`` for a one-channel output, else ``(Z, Y, X, K)``.
+    A set `stop` event ends the work after the current batch with the slices done
+    so far (the rest stays 0).
     """
     runner = _Runner(keras_model, config.tta)
-    padded_shape = pad_to_multiple(stack[:1], multiple)[0].shape[-2:]
-    tiles = tile_grid(padded_shape, config.tile_size, config.overlap, multiple)
+    height, width = stack.shape[1:3]
+    padded_shape = pad_to_multiple(np.zeros((1, height, width), np.float32), multiple)[0].shape
+    tiles = tile_grid(padded_shape[-2:], config.tile_size, config.overlap, multiple)
     windows = [blend_window(tile, config.overlap) for tile in tiles]
-    height, width = stack.shape[-2:]
 
     def padded_slice(z: int) -> np.ndarray:
-        return pad_to_multiple(np.asarray(stack[z], dtype=np.float32), multiple)[0]
+        plane = np.asarray(stack[z], dtype=np.float32)
+        if plane.ndim == 3:  # (Y, X, C): pad the spatial axes of every channel
+            padded = pad_to_multiple(np.moveaxis(plane, -1, 0), multiple)[0]
+            return np.ascontiguousarray(np.moveaxis(padded, 0, -1))
+        return pad_to_multiple(plane, multiple)[0]
 
     return (
         yield from predict_tiles(
@@ -167,7 +171,8 @@ def predict_tiles(
     Parameters
     ----------
     runner
-        Maps a float32 ``(B, h, w)`` batch to probabilities of the same shape.
+        Maps a float32 ``(B, h, w)`` (or ``(B, h, w, C)``) batch to outputs
+        ``(B, h, w)`` or ``(B, h, w, K)``.
     read_slice
         ``read_slice(z)`` returns slice `z` (float32, normalized, padded)
         covering the bounding box of `tiles`, in coordinates relative to it.
@@ -186,7 +191,8 @@ def predict_tiles(
     Returns
     -------
     numpy.ndarray
-        float32 ``(depth_z, crop height, crop width)``.
+        float32 ``(depth_z, crop height, crop width)``, with a trailing axis of K for
+        outputs of K channels.
     """
     y0 = min(t.y for t in tiles)
     x0 = min(t.x for t in tiles)
@@ -198,13 +204,13 @@ def predict_tiles(
         slice(crop[1].start - x0, crop[1].stop - x0),
     )
     jobs = [(z, i) for z in range(depth_z) for i in range(len(tiles))]
-    probability = np.zeros(
-        (depth_z, crop[0].stop - crop[0].start, crop[1].stop - crop[1].start), dtype=np.float32
-    )
+    out_hw = (crop[0].stop - crop[0].start, crop[1].stop - crop[1].start)
+    probability = np.zeros((depth_z, *out_hw), dtype=np.float32)
     start = time.perf_counter()
     slice_cache: dict[int, np.ndarray] = {}
     accum = np.zeros(box, dtype=np.float32)
     weight = np.zeros(box, dtype=np.float32)
+    channel_axis: tuple[Any, ...] = ()  # (None,) once the output has K channels
     current_z = 0
     done = 0
     for begin in range(0, len(jobs), batch_size):
@@ -216,22 +222,26 @@ def predict_tiles(
                 slice_cache[z] = read_slice(z)
         batch = np.stack([slice_cache[z][local[i], local_x[i]] for z, i in chunk])
         result = runner(batch)
+        if result.ndim == 4 and not channel_axis:  # K output channels: blend each
+            channel_axis = (None,)
+            accum = np.zeros((*box, result.shape[-1]), dtype=np.float32)
+            probability = np.zeros((depth_z, *out_hw, result.shape[-1]), dtype=np.float32)
         for (z, i), prob in zip(chunk, result):
             if z != current_z:
-                probability[current_z] = accum[out_crop] / weight[out_crop]
+                probability[current_z] = accum[out_crop] / weight[out_crop][(..., *channel_axis)]
                 accum.fill(0)
                 weight.fill(0)
                 slice_cache.pop(current_z, None)
                 current_z = z
             sl = (local[i], local_x[i])
-            accum[sl] += prob * windows[i]
+            accum[sl] += prob * windows[i][(..., *channel_axis)]
             weight[sl] += windows[i]
         done += len(chunk)
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (len(jobs) - done)
         yield PredictEvent(done=done, total=len(jobs), elapsed=elapsed, eta=eta)
     if done == len(jobs):
-        probability[current_z] = accum[out_crop] / weight[out_crop]
+        probability[current_z] = accum[out_crop] / weight[out_crop][(..., *channel_axis)]
     return probability
 
 
@@ -249,8 +259,8 @@ def predict_iter(
     model
         A loaded model or a model folder.
     images
-        Raw (Z, Y, X) stack or (Y, X) image of any real dtype; normalized here
-        exactly as in training.
+        Raw (Z, Y, X) stack or (Y, X) image of any real dtype (``(Z, C, Y, X)`` for a
+        network of several input channels); normalized here exactly as in training.
     config
         Tiling options; defaults to the model's own ``predict`` section.
     stop
@@ -263,37 +273,26 @@ def predict_iter(
     Returns
     -------
     Prediction
-        float32 probability with the input's (Z, Y, X) shape.
+        float32 output at the input's (Z, Y, X) size (``(Z, Y, X, K)`` class
+        probabilities for a multiclass model), with the model's task and classes.
     """
     from ..io.stacks import check_image
 
     loaded = _as_model(model)
     config = config or loaded.config.predict
+    loaded = for_prediction(loaded, config.precision)
     check_image(images, "images")
-    stack = as_stack(np.asarray(images))
-    original_hw = stack.shape[-2:]
-    data_cfg = loaded.config.data
-    low, high = data_cfg.percentiles
-    if data_cfg.flat_field:  # estimated from the stack being predicted
-        from ..data.flatfield import correct_flat_field
-
-        stack = correct_flat_field(stack, None, data_cfg.flat_field_sigma)
-    if data_cfg.normalization == "none":
-        normalized = np.asarray(stack, dtype=np.float32)
-    else:
-        if stats is None:
-            stats = normalization_stats(
-                stack, low, high, per_slice=data_cfg.normalization == "slice"
-            )
-        normalized = apply_normalization(stack, *stats)
-    if data_cfg.resize is not None:
-        normalized = resize_stack(normalized, tuple(data_cfg.resize), order=1)
+    normalized, original_hw = normalized_input(images, loaded.config, stats)
     probability = yield from predict_normalized(
         loaded.keras_model, normalized, config, loaded.multiple, stop
     )
-    if data_cfg.resize is not None:
-        probability = resize_stack(probability, original_hw, order=1).astype(np.float32)
-    return Prediction(probability=probability, threshold=config.threshold)
+    model_cfg = loaded.config.model
+    return Prediction(
+        probability=resize_output(probability, loaded.config, original_hw),
+        threshold=config.threshold,
+        task=model_cfg.task,
+        classes=tuple(model_cfg.classes) if model_cfg.classes else None,
+    )
 
 
 def predict(

@@ -3,7 +3,8 @@
 One entry point per direction, for the CLI and the dock alike:
 
 * :func:`export_model` writes ``savedmodel`` (a TensorFlow SavedModel folder),
-  ``onnx`` (one ``.onnx`` file) or ``bioimageio`` (a bioimage.io model package
+  ``onnx`` (one ``.onnx`` file), ``h5`` (HDF5 weights: ``.weights.h5`` or a legacy
+  ``.h5`` model file, see :mod:`.weights_io`) or ``bioimageio`` (a bioimage.io model package
   ``.zip``, spec 0.5);
 * :func:`import_bioimageio` turns a bioimage.io package with ``keras_v3``
   weights (e.g. our own export) into a model folder;
@@ -39,12 +40,12 @@ __all__ = [
     "import_bioimageio",
 ]
 
-ExportFormat = Literal["bioimageio", "onnx", "savedmodel"]
+ExportFormat = Literal["bioimageio", "onnx", "savedmodel", "h5"]
 
 #: The formats :func:`export_model` writes.
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
-_SUFFIX = {"bioimageio": ".zip", "onnx": ".onnx", "savedmodel": ""}
+_SUFFIX = {"bioimageio": ".zip", "onnx": ".onnx", "savedmodel": "", "h5": ".h5"}
 
 
 def default_output(model_dir: str | Path, fmt: str) -> Path:
@@ -59,7 +60,12 @@ def default_output(model_dir: str | Path, fmt: str) -> Path:
     """
     _check_format(fmt)
     model_dir = Path(model_dir)
-    name = {"bioimageio": ".bioimageio.zip", "onnx": ".onnx", "savedmodel": "_savedmodel"}[fmt]
+    name = {
+        "bioimageio": ".bioimageio.zip",
+        "onnx": ".onnx",
+        "savedmodel": "_savedmodel",
+        "h5": ".weights.h5",
+    }[fmt]
     return model_dir.with_name(model_dir.name + name)
 
 
@@ -111,8 +117,18 @@ def export_model(
         an unloadable model folder or an unwritable `output`.
     """
     _check_format(fmt)
+    from .model_folder import check_model_folder
+
+    check_model_folder(model_dir)  # a wrong folder is one line, before any progress
     output = Path(output)
     suffix = _SUFFIX[fmt]
+    if fmt == "h5":  # .weights.h5 (Keras 3 weights) or .h5/.hdf5 (legacy model file)
+        from .weights_io import save_weights_h5
+
+        if options is not None:
+            raise UserInputError("bioimage.io options apply only to the bioimageio format")
+        (on_step or (lambda _text: None))("writing the HDF5 weights")
+        return save_weights_h5(model_dir, output, overwrite, safe_mode)
     if suffix and output.suffix.lower() != suffix:
         raise UserInputError(f"a {fmt} export is a {suffix} file, got {output}")
     if options is not None and fmt != "bioimageio":

@@ -25,7 +25,7 @@ from ..atomic import atomic_path, atomic_write_text
 from ..config import Config, load_config, save_config
 from ..errors import UserInputError
 
-__all__ = ["LoadedModel", "ModelFolder", "load_model"]
+__all__ = ["LoadedModel", "ModelFolder", "check_model_folder", "load_model"]
 
 
 @dataclass
@@ -149,6 +149,25 @@ class LoadedModel:
         return self.config.model.multiple
 
 
+def check_model_folder(folder: str | Path) -> Path:
+    """The model folder of `folder` (a folder, or a ``.keras`` file inside one), checked to
+    exist and hold a config, before any slow work starts.
+
+    Raises
+    ------
+    UserInputError
+        If the folder is missing or has no ``config.yaml``.
+    """
+    path = Path(folder)
+    if path.suffix == ".keras":
+        path = path.parent
+    if not path.is_dir():
+        raise UserInputError(f"model folder {path} does not exist")
+    if not ModelFolder(path).config_path.exists():
+        raise UserInputError(f"{path} is not a model folder: config.yaml is missing")
+    return path
+
+
 def load_model(folder: str | Path, prefer: str = "best", safe_mode: bool = True) -> LoadedModel:
     """Load a model folder written by training.
 
@@ -167,15 +186,9 @@ def load_model(folder: str | Path, prefer: str = "best", safe_mode: bool = True)
     UserInputError
         If the folder is missing, incomplete or the file cannot be loaded.
     """
-    path = Path(folder)
-    weights_file = None
-    if path.suffix == ".keras":
-        weights_file, path = path, path.parent
-    if not path.is_dir():
-        raise UserInputError(f"model folder {path} does not exist")
+    path = check_model_folder(folder)
+    weights_file = Path(folder) if Path(folder).suffix == ".keras" else None
     model_folder = ModelFolder(path)
-    if not model_folder.config_path.exists():
-        raise UserInputError(f"{path} is not a model folder: config.yaml is missing")
     config = model_folder.load_config()
     weights_file = weights_file or model_folder.weights_file(prefer)
 
@@ -193,7 +206,7 @@ def load_model(folder: str | Path, prefer: str = "best", safe_mode: bool = True)
         raise UserInputError(f"cannot load model {weights_file}: {_first_line(exc)}") from None
     except Exception as exc:  # zip/h5 errors of a broken file
         raise UserInputError(f"cannot load model {weights_file}: {_first_line(exc)}") from None
-    _check_grey_input(keras_model, weights_file)
+    _check_grey_input(keras_model, weights_file, config.model.in_channels or 1)
     metadata = model_folder.read_json(model_folder.metadata_path, default={}) or {}
     return LoadedModel(keras_model=keras_model, config=config, folder=path, metadata=metadata)
 
@@ -207,15 +220,17 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _check_grey_input(keras_model: Any, weights_file: Path) -> None:
-    """Refuse a Keras model that does not take one grey image (batch, y, x, 1)."""
+def _check_grey_input(keras_model: Any, weights_file: Path, channels: int = 1) -> None:
+    """Refuse a Keras model that does not take one image of `channels` channels
+    (batch, y, x, channels): ``model.in_channels`` of its config, 1 for grey EM."""
     try:
         shapes = [tuple(tensor.shape) for tensor in keras_model.inputs]
     except (AttributeError, TypeError, ValueError):  # not a functional model
         return
-    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] != 1:
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] != channels:
         shown = shapes[0] if len(shapes) == 1 else shapes
+        expected = "one grey image" if channels == 1 else f"one {channels}-channel image"
         raise UserInputError(
             f"{weights_file} is not a napari-unet model: its input has shape {shown}; "
-            "expected one grey image (batch, height, width, 1)"
+            f"expected {expected} (batch, height, width, {channels})"
         )

@@ -1,8 +1,13 @@
 """2D U-Net (Ronneberger et al. 2015) with 'same' padding, in Keras 3.
 
-The output has the input's spatial size and one channel: the sigmoid
-probability of the mask's nonzero class, always in float32 (even under a
-mixed-precision policy, so probabilities are exact and losses stable).
+The output has the input's spatial size and, always in float32 (even under a
+mixed-precision policy, so probabilities are exact and losses stable):
+
+* ``binary``: one channel, the sigmoid probability of the mask's nonzero class;
+* ``multiclass``: one channel per class of ``model.classes``, softmax probabilities;
+* ``regression``: one channel, the linear (unbounded) predicted value.
+
+The input has ``model.in_channels`` channels (1 for grey EM).
 TensorFlow/Keras is imported here, so import this module lazily.
 """
 
@@ -33,22 +38,24 @@ def _conv_block(x, filters: int, batch_norm: bool, name: str):
     return x
 
 
-def build_unet(config: ModelConfig, input_channels: int = 1) -> keras.Model:
+def build_unet(config: ModelConfig, input_channels: int | None = None) -> keras.Model:
     """Build a U-Net from `config`.
 
     Parameters
     ----------
     config
-        Depth, base filters, batch norm and dropout.
+        Depth, base filters, batch norm, dropout, task and classes.
     input_channels
-        Channels of the input image (1 for EM).
+        Channels of the input image; default ``config.in_channels`` or 1 (EM).
 
     Returns
     -------
     keras.Model
-        Maps (B, H, W, C) to (B, H, W, 1) probabilities; H and W must be
-        multiples of ``2**config.depth``.
+        Maps (B, H, W, C) to (B, H, W, K): sigmoid probabilities (K = 1), softmax
+        class probabilities (K classes) or linear values (K = 1), per ``config.task``;
+        H and W must be multiples of ``2**config.depth``.
     """
+    input_channels = input_channels or config.in_channels or 1
     inputs = keras.Input(shape=(None, None, input_channels), name="image")
     x = inputs
     skips = []
@@ -64,8 +71,10 @@ def build_unet(config: ModelConfig, input_channels: int = 1) -> keras.Model:
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{level}")(x)
         x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
         x = _conv_block(x, filters, config.batch_norm, f"dec{level}")
-    logits = layers.Conv2D(1, 1, dtype="float32", name="logits")(x)
-    outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(logits)
+    task = getattr(config, "task", "binary")
+    logits = layers.Conv2D(config.out_channels, 1, dtype="float32", name="logits")(x)
+    activation = {"binary": "sigmoid", "multiclass": "softmax"}.get(task, "linear")
+    outputs = layers.Activation(activation, dtype="float32", name="probability")(logits)
     return keras.Model(inputs, outputs, name="unet")
 
 

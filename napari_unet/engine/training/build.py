@@ -9,6 +9,7 @@ gathers all of it in a :class:`TrainingRun`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,10 @@ class TrainingRun:
     model
         The Keras model being trained.
     steps
-        Its compiled training and validation steps.
+        Its compiled training and validation steps (None when stopped while building).
     train_ds
-        The endless ``tf.data`` stream of ``(x, y, w)`` training batches.
+        The endless ``tf.data`` stream of ``(x, y, w)`` training batches (empty when
+        stopped while building).
     val_ds
         The validation batches, or None without validation data.
     writer
@@ -55,14 +57,19 @@ class TrainingRun:
     folder: ModelFolder
     precision: str
     model: Any
-    steps: _Steps
+    steps: _Steps | None
     train_ds: Any
     val_ds: Any | None
     writer: Any | None
     preview: Any | None
 
 
-def build_run(config: Config, prepared: PreparedData, folder: ModelFolder) -> TrainingRun:
+def build_run(
+    config: Config,
+    prepared: PreparedData,
+    folder: ModelFolder,
+    stop: threading.Event | None = None,
+) -> TrainingRun:
     """Build the model, steps, data streams and TensorBoard writer of a training.
 
     Parameters
@@ -73,6 +80,9 @@ def build_run(config: Config, prepared: PreparedData, folder: ModelFolder) -> Tr
         The prepared data.
     folder
         The model folder; its ``logs`` folder receives the TensorBoard events.
+    stop
+        Once set, what is left is skipped (see :func:`build_training`; no validation
+        stream, no TensorBoard writer): the loop then ends before its first batch.
 
     Returns
     -------
@@ -83,14 +93,20 @@ def build_run(config: Config, prepared: PreparedData, folder: ModelFolder) -> Tr
 
     from ..data.pipeline import make_val_dataset
 
-    precision, model, steps, train_ds = build_training(config, prepared)
+    precision, model, steps, train_ds = build_training(config, prepared, stop)
     val_ds = None
+    if stop is not None and stop.is_set():  # stopped: the loop ends before its first batch
+        return TrainingRun(config, prepared, folder, precision, model, steps, (), None, None, None)
     if prepared.val_images is not None:
         val_ds = make_val_dataset(
             prepared.val_images, prepared.val_masks, prepared.val_weights, config
         )
+        if config.train.validation_steps:  # at most this many batches per validation
+            val_ds = val_ds.take(config.train.validation_steps)
     writer = (
-        tf.summary.create_file_writer(str(folder.logs_path)) if config.train.tensorboard else None
+        tf.summary.create_file_writer(str(config.train.log_dir or folder.logs_path))
+        if config.train.tensorboard
+        else None
     )
     preview = None
     if writer is not None and config.train.tensorboard_images_every:
@@ -111,11 +127,15 @@ def build_run(config: Config, prepared: PreparedData, folder: ModelFolder) -> Tr
     )
 
 
-def build_training(config: Config, prepared: PreparedData) -> tuple[str, Any, _Steps, Any]:
+def build_training(
+    config: Config, prepared: PreparedData, stop: threading.Event | None = None
+) -> tuple[str, Any, _Steps | None, Any]:
     """Apply the device settings, seed, build (or warm-start) the model, compile the
     steps and make the endless training stream.
 
-    Shared by :func:`train_iter` and the learning-rate finder.
+    Shared by :func:`train_iter` and the learning-rate finder. A set `stop` skips
+    what is left after the model is built: the steps are then None and the training
+    stream is empty (the model is still returned, to be saved as it is).
 
     Returns
     -------
@@ -132,9 +152,18 @@ def build_training(config: Config, prepared: PreparedData) -> tuple[str, Any, _S
     configure_devices(config.train.device)
     strategy = make_strategy(config.train.distribute)  # None: one device
     tf.keras.utils.set_random_seed(config.train.seed)
-    precision = resolve_precision(config.train.precision)
+    precision = resolve_precision(
+        config.train.precision,
+        config.model,
+        config.train.patch_size,
+        config.train.batch_size,
+        "train",
+        _channels(prepared.train_images),
+    )
     with strategy_scope(strategy):
         model = _build_or_load(config, precision)
+        if stop is not None and stop.is_set():
+            return precision, model, None, ()
         steps = _Steps(model, config, strategy)
     train_ds = make_train_dataset(
         prepared.train_images,
@@ -170,16 +199,17 @@ def _build_or_load(config: Config, precision: str) -> Any:
 
     from ..model.model_folder import load_model
     from ..model.unet import build_unet
+    from ..model.weights_io import is_weights_file, load_weights_file, same_architecture
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
     try:
         model = build_unet(config.model)
-        if config.train.init_from:
+        if is_weights_file(config.train.init_from):  # .weights.h5 / .h5 of this network
+            load_weights_file(model, config.train.init_from)
+        elif config.train.init_from:
             parent = load_model(config.train.init_from)
-            if parent.config.model.model_dump(exclude={"preset"}) != config.model.model_dump(
-                exclude={"preset"}
-            ):
+            if not same_architecture(parent.config.model, config.model):
                 raise UserInputError(
                     f"--init-from model {config.train.init_from} has another architecture "
                     "than the config's model section"
@@ -192,3 +222,9 @@ def _build_or_load(config: Config, precision: str) -> Any:
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return model
+
+
+def _channels(train_images: Any) -> int:
+    """Input channels of the training stack (an array or a lazy source, which has one)."""
+    shape = tuple(getattr(train_images, "shape", ()))
+    return int(shape[-1]) if len(shape) == 4 else 1

@@ -1,16 +1,25 @@
-"""Fine-tuning on corrected slices: the correct-and-retrain loop.
+"""Fine-tuning on corrected slices: the correct-and-retrain loop's one code path.
 
-The user corrects a few predicted slices; :func:`finetune_iter` warm-starts
-from the current model and trains on those slices mixed with the model's
-original training data (so it does not forget it), for a short time budget,
-writing a new model version. It yields the same :class:`TrainEvent` stream as
-training, so the dock's live plot and progress work unchanged.
+The dock's *Correct & retrain* tab, ``napari-unet finetune`` and ``napari-unet train
+--init-from`` all call :func:`finetune_iter`. It inherits the parent's whole recipe
+(loss, border weights, augmentation, schedule, normalization), trains the corrected
+slices mixed with the parent's own data (:mod:`.finetune_data`) with frozen batch norm
+and a fraction of the parent's learning rate, then chooses the mask threshold on the
+held-back bands of the corrections (:mod:`.calibration`) and writes a new model version.
+
+The version is written under a temporary hidden name (``.v002.partial-...``) and renamed
+into place only when it is complete, so a fine-tuning in progress or killed is never
+listed as a usable version and never predicts with the temporary ``normalization: none``
+the pre-normalized mix trains with.
 """
 
 from __future__ import annotations
 
-import math
+import os
+import shutil
 import threading
+import time
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -18,104 +27,107 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..data.preprocess import as_stack, normalize_percentile
 from ..errors import UserInputError
 from ..events import TrainEvent, drain
-from ..inference.postprocess import SPARSE_UNLABELED, annotation_convention, to_sparse_annotation
 from ..model.model_folder import ModelFolder
+from .calibration import choose_threshold, store_threshold
+from .finetune_data import FinetuneData, mix_for_finetuning, prepare_finetune_data
 
-__all__ = ["finetune", "finetune_iter", "mix_for_finetuning"]
+__all__ = [
+    "SETUP_RESERVE_SECONDS",
+    "default_output",
+    "finetune",
+    "finetune_config",
+    "finetune_iter",
+    "mix_for_finetuning",
+]
 
-
-def _as_sparse(masks: np.ndarray) -> np.ndarray:
-    """Masks in the sparse convention (0 unlabeled, 1 background, 2 foreground)."""
-    if annotation_convention(masks) == "sparse":
-        return masks.astype(np.uint8)
-    from ..io.stacks import binarize_mask
-
-    return to_sparse_annotation(binarize_mask(masks))
-
-
-def _pad_to(images: np.ndarray, sparse: np.ndarray, shape: tuple[int, int]):
-    """Pad slices to `shape`: image reflected, labels unlabeled (0)."""
-    pad_h, pad_w = shape[0] - images.shape[1], shape[1] - images.shape[2]
-    if pad_h == 0 and pad_w == 0:
-        return images, sparse
-    pad = [(0, 0), (0, pad_h), (0, pad_w)]
-    mode = "reflect" if min(images.shape[1:]) > 1 else "edge"
-    return np.pad(images, pad, mode=mode), np.pad(sparse, pad, constant_values=SPARSE_UNLABELED)
+#: Seconds of the budget kept for calibrating and writing the version after the last batch.
+SETUP_RESERVE_SECONDS = 30.0
+#: Fine-tuning learning rate as a fraction of the parent's.
+LEARNING_RATE_FACTOR = 0.1
 
 
-def mix_for_finetuning(
-    images: np.ndarray,
-    sparse: np.ndarray,
-    replay_images: np.ndarray | None,
-    replay_sparse: np.ndarray | None,
-    replay_fraction: float,
-    max_replay_slices: int,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stack corrected and replayed slices so that about `replay_fraction` of the
-    patches come from the original data (corrected slices are repeated).
+def default_output(parent: Path) -> Path:
+    """Where a fine-tuned version goes without ``--output``: the next version beside a
+    parent that is itself a version (``project/v001`` -> ``project/v002``), else the first
+    version of ``./<parent name>-finetuned/`` (never inside an installed package)."""
+    from ..model.versions import VersionStore
 
-    Both inputs must already be normalized float32; labels are sparse.
+    parent = Path(parent).resolve()
+    if parent.name[:1] == "v" and parent.name[1:].isdigit():
+        return VersionStore(parent.parent).next_path()
+    return VersionStore(Path.cwd() / f"{parent.name}-finetuned").next_path()
+
+
+def finetune_config(
+    parent_config: Config,
+    parent_dir: Path,
+    max_minutes: float | None,
+    max_cpu_minutes: float | None = None,
+    learning_rate_factor: float = LEARNING_RATE_FACTOR,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """The fine-tuning run's config: the parent's recipe with the fine-tuning settings.
+
+    Parameters
+    ----------
+    parent_config, parent_dir
+        The parent model's config and folder.
+    max_minutes, max_cpu_minutes
+        Budgets.
+    learning_rate_factor
+        The learning rate is the parent's times this (unless overridden).
+    overrides
+        Dotted-key overrides applied last (e.g. ``{"train.patch_size": 128}`` from the CLI).
     """
-    if replay_images is None or replay_fraction <= 0 or len(replay_images) == 0:
-        return images, sparse
-    rng = np.random.default_rng(seed)
-    count = min(len(replay_images), max_replay_slices)
-    chosen = np.sort(rng.choice(len(replay_images), size=count, replace=False))
-    replay_images, replay_sparse = replay_images[chosen], replay_sparse[chosen]
-    corrected_share = 1.0 - replay_fraction
-    repeats = max(1, math.ceil(corrected_share * count / (replay_fraction * len(images))))
-    images = np.concatenate([images] * repeats)
-    sparse = np.concatenate([sparse] * repeats)
-    shape = (
-        max(images.shape[1], replay_images.shape[1]),
-        max(images.shape[2], replay_images.shape[2]),
+    if parent_config.model.task != "binary":
+        raise UserInputError(
+            f"fine-tuning on corrections is for binary models; this is a "
+            f"{parent_config.model.task} model: warm-start it with train --init-from WEIGHTS.h5"
+        )
+    settings = parent_config.to_dict()
+    settings["data"].update(
+        images=None,
+        masks=None,
+        val_images=None,
+        val_masks=None,
+        val_fraction=0.0,
+        normalization="none",  # the mix is normalized already (see the module docstring)
+        flat_field=False,
+        mask_kind="sparse",
+        dataset=None,
+        frames=None,
+        patch_cache=None,
     )
-    images, sparse = _pad_to(images, sparse, shape)
-    replay_images, replay_sparse = _pad_to(replay_images, replay_sparse, shape)
-    return (
-        np.concatenate([images, replay_images]).astype(np.float32),
-        np.concatenate([sparse, replay_sparse]),
+    settings["train"].update(
+        init_from=str(Path(parent_dir).resolve()),
+        learning_rate=parent_config.train.learning_rate * learning_rate_factor,
+        max_minutes=max_minutes,
+        max_cpu_minutes=max_cpu_minutes,
+        epochs=10_000,
+        steps_per_epoch=25,  # a checkpoint every 25 batches: saving is not free on a CPU
+        early_stopping_patience=None,
+        monitor="last",
+        freeze_batch_norm=True,
+        val_em_metrics=False,
     )
+    config = Config.model_validate(settings)
+    return config.with_overrides(overrides or {})
 
 
-def _normalize_like_parent(stack: np.ndarray, parent_config: Config) -> np.ndarray:
-    """Flat-field correction and normalization exactly as the parent's prediction does."""
-    data = parent_config.data
-    if data.flat_field:
-        from ..data.flatfield import correct_flat_field
-
-        stack = correct_flat_field(stack, None, data.flat_field_sigma)
-    if data.normalization == "none":
-        return np.asarray(stack, dtype=np.float32)
-    low, high = data.percentiles
-    return normalize_percentile(stack, low, high, per_slice=data.normalization == "slice")
-
-
-def _replay_data(
-    parent_config: Config, parent_dir: Path
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The parent's own training data, if its files still exist (relative paths
-    are taken relative to the model folder)."""
-    data = parent_config.data
-    if not (data.images and data.masks):
-        return None, None
-    image_path, mask_path = (parent_dir / data.images), (parent_dir / data.masks)
-    if not (image_path.exists() and mask_path.exists()):
-        return None, None
-    from ..io.stacks import read_stack
-
-    try:
-        images = as_stack(read_stack(image_path))
-        masks = as_stack(read_stack(mask_path))
-    except UserInputError:
-        return None, None
-    if images.shape != masks.shape:
-        return None, None
-    return images, masks
+def _saved_data_section(parent_config: Config, parent_dir: Path, output: Path) -> dict[str, Any]:
+    """The parent's data section for the new version: its normalization, with data paths
+    that still resolve from the new folder (relative within one project, else absolute)."""
+    saved = parent_config.data.model_dump(mode="json")
+    for key in ("images", "masks", "val_images", "val_masks"):
+        if not saved.get(key):
+            continue
+        target = (Path(parent_dir) / saved[key]).resolve()
+        project = output.resolve().parent
+        inside = project in target.parents
+        saved[key] = os.path.relpath(target, output.resolve()) if inside else str(target)
+    return saved
 
 
 def finetune_iter(
@@ -126,15 +138,20 @@ def finetune_iter(
     output: str | Path | None = None,
     max_minutes: float | None = 2.0,
     max_cpu_minutes: float | None = None,
-    learning_rate_factor: float = 0.05,
+    learning_rate_factor: float = LEARNING_RATE_FACTOR,
     replay_images: np.ndarray | None = None,
     replay_masks: np.ndarray | None = None,
     replay_fraction: float = 0.5,
     max_replay_slices: int = 8,
     stop: threading.Event | None = None,
     metadata: dict[str, Any] | None = None,
+    mask_kind: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    holdout_fraction: float = 0.2,
+    started: float | None = None,
+    overwrite: bool = False,
 ) -> Generator[TrainEvent, None, Any]:
-    """Fine-tune the model in `parent` on corrected slices.
+    """Fine-tune the model in `parent` on corrected slices, yielding training events.
 
     Parameters
     ----------
@@ -143,119 +160,170 @@ def finetune_iter(
     images
         (Z, Y, X) raw image stack the corrections were made on.
     masks
-        Corrections: a dense mask stack (only `slices` are used) or a sparse
-        annotation (0 = unlabeled, 1 = background, 2 = foreground).
+        Corrections of the same shape: binary, a sparse annotation (0 unlabeled,
+        1 background, 2 foreground) or instances, as `mask_kind` says.
     slices
-        Corrected (or reviewed) slice indices; None uses every slice that
-        holds labels.
+        Corrected slice indices; None = every slice with labels and some foreground.
     output
-        New model folder; defaults to the next version beside `parent`.
+        New model folder; default :func:`default_output`. Must not exist unless `overwrite`.
     max_minutes
-        Wall-clock budget.
+        Wall-clock budget of the whole fine-tuning, set-up and calibration included,
+        counted from `started`.
     max_cpu_minutes
-        CPU-time budget (whichever budget ends first stops training).
+        CPU-time budget of the batches.
     learning_rate_factor
-        Fine-tuning learning rate as a fraction of the parent's.
+        Learning rate as a fraction of the parent's.
     replay_images, replay_masks
-        Original training data to mix in; defaults to the parent's own data
-        files when they still exist.
-    replay_fraction
-        Share of patches drawn from the original data.
-    max_replay_slices
-        At most this many original slices are mixed in.
+        Original data to mix in; default the parent's own data files.
+    replay_fraction, max_replay_slices
+        Share of patches from the original data, and at most this many of its slices.
     stop
-        Set it to stop after the current batch.
+        Set it to stop after the current batch (the version is still completed).
     metadata
         Extra facts for the new version's ``metadata.json``.
+    mask_kind
+        What the correction values mean (``data.mask_kind``).
+    overrides
+        Dotted-key config overrides (CLI flags such as ``train.patch_size``).
+    holdout_fraction
+        Share of each corrected slice held back to choose the threshold on.
+    started
+        ``time.perf_counter()`` when the user asked (default: now).
+    overwrite
+        Replace an existing `output`.
+
+    Returns
+    -------
+    TrainResult
+        With ``model_dir`` the new version.
     """
-    from ..model.versions import VersionStore
     from .train import train_iter
 
+    started = time.perf_counter() if started is None else started
     parent_folder = ModelFolder(Path(parent))
+    if not parent_folder.config_path.exists():
+        raise UserInputError(f"{parent} is not a model folder: config.yaml is missing")
     parent_config = parent_folder.load_config()
-    images = as_stack(np.asarray(images))
-    masks = as_stack(np.asarray(masks))
-    if images.shape != masks.shape:
-        raise UserInputError(
-            f"corrections {masks.shape} do not match the image stack {images.shape}"
-        )
-    if annotation_convention(masks) == "empty":
-        raise UserInputError("no corrected slices: paint corrections or mark slices as reviewed")
-    sparse = _as_sparse(masks)
-    if slices is None:
-        slices = [z for z in range(len(sparse)) if (sparse[z] != SPARSE_UNLABELED).any()]
-    slices = sorted({int(z) for z in slices})
-    if not slices:
-        raise UserInputError("no corrected slices: paint corrections or mark slices as reviewed")
-    if min(slices) < 0 or max(slices) >= len(images):
-        raise UserInputError(f"slice indices {slices} are outside the stack of {len(images)}")
-    normalized = _normalize_like_parent(images, parent_config)[slices]
-    corrected = sparse[slices]
-    if replay_images is None:
-        replay_images, replay_masks = _replay_data(parent_config, parent_folder.path)
-    replay_norm = replay_sparse = None
-    if replay_images is not None and replay_masks is not None:
-        replay_images = as_stack(np.asarray(replay_images))
-        replay_norm = _normalize_like_parent(replay_images, parent_config)
-        replay_sparse = _as_sparse(as_stack(np.asarray(replay_masks)))
-    mixed_images, mixed_sparse = mix_for_finetuning(
-        normalized,
-        corrected,
-        replay_norm,
-        replay_sparse,
+    output = Path(output) if output is not None else default_output(parent_folder.path)
+    if output.exists() and not overwrite:
+        raise UserInputError(f"{output} exists; choose another --output or pass --overwrite")
+    data = prepare_finetune_data(
+        parent_config,
+        parent_folder.path,
+        images,
+        masks,
+        slices,
+        mask_kind,
+        replay_images,
+        replay_masks,
         replay_fraction,
         max_replay_slices,
-        seed=parent_config.train.seed,
+        holdout_fraction,
     )
-    if output is None:
-        output = VersionStore(parent_folder.path.parent).next_path()
-    settings = parent_config.to_dict()
-    settings["output"] = str(output)
-    settings["data"].update(
-        images=None,
-        masks=None,
-        val_images=None,
-        val_masks=None,
-        val_fraction=0.0,
-        normalization="none",
-        flat_field=False,
+    config = finetune_config(
+        parent_config,
+        parent_folder.path,
+        max_minutes,
+        max_cpu_minutes,
+        learning_rate_factor,
+        overrides,
     )
-    settings["train"].update(
-        init_from=str(parent_folder.path),
-        learning_rate=parent_config.train.learning_rate * learning_rate_factor,
-        max_minutes=max_minutes,
-        max_cpu_minutes=max_cpu_minutes,
-        epochs=10_000,
-        steps_per_epoch=10,
-        early_stopping_patience=None,
-        monitor="last",
-        freeze_batch_norm=True,
-    )
-    config = Config.model_validate(settings)
-    # the data above are already normalized: keep the parent's normalization in the saved config,
-    # with its data paths made absolute so later versions can still replay the original data
-    saved_data = parent_config.data.model_dump()
-    for key in ("images", "masks", "val_images", "val_masks"):
-        if saved_data.get(key):
-            saved_data[key] = str((parent_folder.path / saved_data[key]).resolve())
-    facts = {
-        "finetuned_on_slices": slices,
-        "replayed_original_slices": int(
-            0 if replay_norm is None else min(len(replay_norm), max_replay_slices)
-        ),
-        **(metadata or {}),
-    }
-    result = yield from train_iter(config, mixed_images, mixed_sparse, stop=stop, metadata=facts)
-    _restore_data_section(Path(result.model_dir), saved_data)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    config = config.with_overrides({"output": str(partial)})
+    deadline = started + max_minutes * 60 - SETUP_RESERVE_SECONDS if max_minutes else None
+    facts = {**data.facts, **(metadata or {})}
+    try:
+        result = yield from train_iter(
+            config,
+            data.images,
+            data.sparse,
+            stop=stop,
+            metadata=facts,
+            deadline=deadline,
+            keep_data=False,
+        )
+        trained = ModelFolder(partial)
+        if not (trained.best_path.exists() or trained.last_path.exists()):
+            shutil.rmtree(partial, ignore_errors=True)
+            return result  # a fault before the first checkpoint: no version
+        _complete_version(partial, parent_config, parent_folder.path, output, data, facts)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _move_into_place(partial, output, overwrite)
+    result.model_dir = output
     return result
 
 
-def _restore_data_section(model_dir: Path, data: dict[str, Any]) -> None:
-    """Write the parent's data/normalization settings into the new version's config,
-    so prediction with it normalizes raw input exactly as the parent did."""
-    folder = ModelFolder(model_dir)
+def _complete_version(
+    partial: Path,
+    parent_config: Config,
+    parent_dir: Path,
+    output: Path,
+    data: FinetuneData,
+    facts: dict[str, Any],
+) -> None:
+    """Give the trained folder the parent's normalization, choose its threshold on the
+    held-back bands and record it, before the folder becomes a version."""
+    folder = ModelFolder(partial)
     config = folder.load_config()
-    folder.save_config(Config.model_validate({**config.to_dict(), "data": data}))
+    settings = config.to_dict()
+    settings["data"] = _saved_data_section(parent_config, parent_dir, output)
+    settings["output"] = str(output)
+    folder.save_config(Config.model_validate(settings))
+    calibration = _calibrate(folder, data, parent_config.predict.threshold)
+    store_threshold(folder, calibration.threshold)
+    meta = folder.read_json(folder.metadata_path, default={}) or {}
+    meta.update({"calibration": calibration.as_metadata(), "complete": True})
+    folder.save_json(folder.metadata_path, meta)
+
+
+def _calibrate(folder: ModelFolder, data: FinetuneData, default: float):
+    """Threshold with the best Rand F-score on the held-back bands of the corrections."""
+    from ..inference.predict import predict_normalized
+    from ..model.model_folder import load_model
+
+    if not data.bands:
+        return choose_threshold([], [], region="no held-back pixels", default=default)
+    loaded = load_model(folder.path, prefer="last")
+    margin = 64  # context around each band, so its edges are predicted as inside a slice
+    probabilities, truths, labelled = [], [], []
+    for z, (rows, cols) in enumerate(data.bands):
+        width = data.corrected_images.shape[-1]
+        lo, hi = max(0, cols.start - margin), min(width, cols.stop + margin)
+        crop = data.corrected_images[z : z + 1, rows, lo:hi]
+        probability = drain(
+            predict_normalized(loaded.keras_model, crop, loaded.config.predict, loaded.multiple)
+        )[0]
+        inner = slice(cols.start - lo, cols.stop - lo)
+        probabilities.append(probability[:, inner])
+        truths.append(data.corrected_truth[z, rows, cols])
+        labelled.append(data.corrected_labelled[z, rows, cols])
+    return choose_threshold(
+        probabilities,
+        truths,
+        labelled,
+        region="held-back bands of the corrected slices",
+        default=default,
+    )
+
+
+def _move_into_place(partial: Path, output: Path, overwrite: bool) -> None:
+    """Move the completed folder to `output`, synced and in one step: with `overwrite`
+    an existing `output` is swapped for it; without, an `output` that appeared while
+    fine-tuning is never replaced (see :func:`~napari_unet.engine.atomic.commit`)."""
+    from ..atomic import commit
+
+    try:
+        commit(partial, output, overwrite)
+    except UserInputError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if output.exists() and not overwrite:
+            raise UserInputError(
+                f"{output} appeared while fine-tuning; the new version was not written over it"
+            ) from None
+        raise
 
 
 def finetune(*args: Any, callback: Any = None, **kwargs: Any) -> Any:

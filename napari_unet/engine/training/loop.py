@@ -8,7 +8,8 @@ is validated, ``last.keras`` (and, on improvement, ``best.keras``) and the
 history are written, and an ``epoch`` event is yielded. The loop ends after
 the planned epochs, on a stop request (within one batch), when a time budget
 is spent, on early stopping, or on a fault (see
-:mod:`~napari_unet.engine.training.faults`).
+:mod:`~napari_unet.engine.training.faults`). While a ``pause`` event is set the
+loop waits between batches; the budgets, progress and ETA do not count the wait.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .build import TrainingRun
 from .checkpoints import Checkpoints
 from .faults import fault_reason
 from .schedules import lr_at
-from .steps import _confusion_metrics, _rand_on_slices, _validate
+from .steps import _rand_on_slices, _validate
+from .task_metrics import count_size, summarize_counts
 
 __all__ = ["TrainingLoop"]
 
@@ -39,6 +41,8 @@ FINISHED = "finished"
 STOPPED_BY_USER = "stopped by the user"
 #: `TrainingLoop.stopped_reason` when ``train.max_minutes`` or ``train.max_cpu_minutes`` ran out.
 BUDGET_REACHED = "time budget reached"
+#: Seconds between looks at the pause event while paused (a stop ends the wait at once).
+PAUSE_POLL_SECONDS = 0.05
 
 
 class _Budget:
@@ -51,14 +55,32 @@ class _Budget:
         self.cpu_seconds = train_cfg.max_cpu_minutes * 60 if train_cfg.max_cpu_minutes else None
         self.cpu_start = time.process_time()
         self.loop_start = time.perf_counter()
+        #: Wall-clock and CPU seconds spent paused (not counted by the budgets).
+        self.paused = 0.0
+        self.cpu_paused = 0.0
+        #: ``time.perf_counter()`` by which the loop must end whatever the budgets say
+        #: (fine-tuning counts its budget from the command's start, set-up included).
+        self.deadline: float | None = None
 
     def start(self) -> None:
         """Start the wall clock (when the first batch is about to run)."""
         self.loop_start = time.perf_counter()
+        if self.deadline is not None:
+            left = max(1.0, self.deadline - self.loop_start)
+            self.seconds = min(self.seconds, left) if self.seconds else left
 
     def elapsed(self) -> float:
-        """Wall-clock seconds since :meth:`start`."""
-        return time.perf_counter() - self.loop_start
+        """Wall-clock seconds since :meth:`start`, paused time excluded."""
+        return time.perf_counter() - self.loop_start - self.paused
+
+    def cpu_elapsed(self) -> float:
+        """CPU seconds since construction, those spent while paused excluded."""
+        return time.process_time() - self.cpu_start - self.cpu_paused
+
+    def exclude(self, wall: float, cpu: float) -> None:
+        """Leave a pause of `wall` wall-clock and `cpu` CPU seconds out of the budgets."""
+        self.paused += max(wall, 0.0)
+        self.cpu_paused += max(cpu, 0.0)
 
     def progress(self, step: int, total_steps: int) -> float:
         """Fraction of training done: of the steps or of a budget, whichever is further."""
@@ -67,14 +89,14 @@ class _Budget:
         if self.seconds:
             progress = max(progress, elapsed / self.seconds)
         if self.cpu_seconds:
-            progress = max(progress, (time.process_time() - self.cpu_start) / self.cpu_seconds)
+            progress = max(progress, self.cpu_elapsed() / self.cpu_seconds)
         return progress
 
     def spent(self) -> bool:
         """True once either budget has run out."""
         return bool(
-            (self.seconds and time.perf_counter() - self.loop_start >= self.seconds)
-            or (self.cpu_seconds and time.process_time() - self.cpu_start >= self.cpu_seconds)
+            (self.seconds and self.elapsed() >= self.seconds)
+            or (self.cpu_seconds and self.cpu_elapsed() >= self.cpu_seconds)
         )
 
     def eta(self, step: int, total_steps: int) -> float | None:
@@ -88,7 +110,8 @@ class _EpochTally:
 
     #: Sum of the batch losses.
     loss: float = 0.0
-    #: Summed ``(tp, fp, fn, tn)`` counts of the batches.
+    #: Summed count vectors of the batches (``(tp, fp, fn, tn)`` for binary; see
+    #: :mod:`~napari_unet.engine.training.task_metrics`).
     counts: np.ndarray = field(default_factory=lambda: np.zeros(4))
     #: 1-based number of the current batch within the epoch.
     batch: int = 0
@@ -131,6 +154,8 @@ class TrainingLoop:
         self.learning_rate = self.train_cfg.learning_rate
         self.stopped_reason = FINISHED
         self.failed = False
+        #: While set, the loop waits between batches (see :meth:`run_epochs`).
+        self.pause: threading.Event | None = None
 
     def start_event(self) -> TrainEvent:
         """The ``start`` event: precision, number of slices and model folder."""
@@ -145,7 +170,9 @@ class TrainingLoop:
             f"model folder {run.folder.path}",
         )
 
-    def run_epochs(self, stop: threading.Event) -> Generator[TrainEvent, None, None]:
+    def run_epochs(
+        self, stop: threading.Event, pause: threading.Event | None = None
+    ) -> Generator[TrainEvent, None, None]:
         """Train epoch after epoch, yielding ``step`` and ``epoch`` events.
 
         A fault inside the loop does not propagate: it sets :attr:`failed` and
@@ -154,8 +181,13 @@ class TrainingLoop:
         Parameters
         ----------
         stop
-            Set it to end after the current batch.
+            Set it to end after the current batch (also while paused).
+        pause
+            While set, wait before the next batch; the wait counts neither
+            towards the time budgets nor towards progress and ETA.
         """
+        if pause is not None:
+            self.pause = pause
         self.budget.start()
         iterator = iter(self.run.train_ds)
         try:
@@ -176,10 +208,11 @@ class TrainingLoop:
         self, epoch: int, iterator: Iterator[Any], stop: threading.Event
     ) -> Generator[TrainEvent, None, _EpochTally]:
         """The batches of one epoch, until its end, a stop request or a spent budget."""
-        tally = _EpochTally()
+        tally = _EpochTally(counts=np.zeros(count_size(self.run.config)))
         steps_per_epoch = self.train_cfg.steps_per_epoch
         for batch in range(1, steps_per_epoch + 1):
             tally.batch = batch
+            self._wait_while_paused(stop)
             if stop.is_set():
                 self.stopped_reason = STOPPED_BY_USER
                 break
@@ -190,6 +223,16 @@ class TrainingLoop:
                 self.stopped_reason = BUDGET_REACHED
                 break
         return tally
+
+    def _wait_while_paused(self, stop: threading.Event) -> None:
+        """Block while :attr:`pause` is set and `stop` is not; the budgets skip the wait."""
+        pause = self.pause
+        if pause is None or not pause.is_set() or stop.is_set():
+            return
+        wall, cpu = time.perf_counter(), time.process_time()
+        while pause.is_set() and not stop.is_set():
+            stop.wait(PAUSE_POLL_SECONDS)
+        self.budget.exclude(time.perf_counter() - wall, time.process_time() - cpu)
 
     def _train_batch(self, iterator: Iterator[Any], tally: _EpochTally) -> None:
         """One training step at the scheduled learning rate; adds it to `tally`.
@@ -229,7 +272,7 @@ class TrainingLoop:
             step=self.step,
             total_steps=self.total_steps,
             loss=tally.loss / tally.batch,
-            metrics=_confusion_metrics(tally.counts),
+            metrics=summarize_counts(tally.counts, self.run.config),
             learning_rate=self.learning_rate,
             elapsed=time.perf_counter() - self.started,
             eta=eta,
@@ -250,7 +293,7 @@ class TrainingLoop:
             "epoch": epoch,
             "step": self.step,
             "loss": tally.loss / batches,
-            **{f"train_{k}": v for k, v in _confusion_metrics(tally.counts).items()},
+            **{f"train_{k}": v for k, v in summarize_counts(tally.counts, self.run.config).items()},
             "learning_rate": self.learning_rate,
             "elapsed": time.perf_counter() - self.started,
         }
@@ -269,7 +312,7 @@ class TrainingLoop:
             step=self.step,
             total_steps=self.total_steps,
             loss=record["loss"],
-            metrics=_confusion_metrics(tally.counts),
+            metrics=summarize_counts(tally.counts, self.run.config),
             val=val,
             learning_rate=self.learning_rate,
             elapsed=time.perf_counter() - self.started,

@@ -43,17 +43,19 @@ class _Steps:
     """
 
     def __init__(self, model: Any, config: Config, strategy: Any = None) -> None:
-        import keras
         import tensorflow as tf
 
-        from ..model.losses import make_loss
         from ..model.strategy import distributed_train_step, resolve_xla
+        from ..model.task_losses import make_task_loss
+        from .optimizers import make_optimizer
+        from .task_metrics import counts_fn, difference_fn
 
         self.model = model
-        loss_fn = make_loss(config.train)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate)
-        if getattr(model.dtype_policy, "name", "") == "mixed_float16":  # dynamic loss scaling
-            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+        self.config = config
+        loss_fn = make_task_loss(config)  # the loss of model.task (config_tasks.py)
+        mixed16 = getattr(model.dtype_policy, "name", "") == "mixed_float16"
+        self.optimizer = make_optimizer(config.train, loss_scale=mixed16)  # train.optimizer
+        task_difference = difference_fn(config)
         self.optimizer.build(model.trainable_variables)
         jit = resolve_xla(config.train.distribute.xla)  # None (off) on CPU by default
 
@@ -72,7 +74,12 @@ class _Steps:
             p = model(x, training=False)
             labelled = tf.cast(w > 0, tf.float32)
             # sum of |mask - probability| over labelled pixels (the "pixel difference")
-            diff = tf.reduce_sum(tf.abs(tf.cast(y, tf.float32) - tf.cast(p, tf.float32)) * labelled)
+            if task_difference is not None:
+                diff = task_difference(y, p, labelled)
+            else:
+                diff = tf.reduce_sum(
+                    tf.abs(tf.cast(y, tf.float32) - tf.cast(p, tf.float32)) * labelled
+                )
             return loss_fn(y, p, w), _confusion(y, p, w), tf.reduce_sum(labelled), diff
 
         def _confusion(y, p, w):
@@ -84,6 +91,9 @@ class _Steps:
             fn = tf.reduce_sum((1 - pred) * y * labelled)
             tn = tf.reduce_sum((1 - pred) * (1 - y) * labelled)
             return tf.stack([tp, fp, fn, tn])
+
+        if config.model.task != "binary":  # per-class or regression sums (task_metrics.py)
+            _confusion = counts_fn(config)
 
         if strategy is not None:  # tf.distribute: replicas share each global batch
             train_step = distributed_train_step(
@@ -98,7 +108,8 @@ class _Steps:
 
 
 def _confusion_metrics(counts: np.ndarray) -> dict[str, float]:
-    """Dice, IoU and pixel error from summed ``(tp, fp, fn, tn)`` counts.
+    """Dice, IoU, pixel error and pixel accuracy from summed ``(tp, fp, fn, tn)`` counts
+    (the other tasks' count vectors: :func:`~.task_metrics.summarize_counts`).
 
     Parameters
     ----------
@@ -108,15 +119,12 @@ def _confusion_metrics(counts: np.ndarray) -> dict[str, float]:
     Returns
     -------
     dict
-        ``dice``, ``iou`` and ``pixel_error``; empty if no pixel was counted.
+        ``dice``, ``iou``, ``pixel_error`` and ``pixel_accuracy``; empty if no pixel
+        was counted.
     """
-    tp, fp, fn, tn = (float(v) for v in counts)
-    total = tp + fp + fn + tn
-    if total == 0:
-        return {}
-    dice = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
-    iou = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
-    return {"dice": dice, "iou": iou, "pixel_error": (fp + fn) / total}
+    from .task_metrics import summarize_counts
+
+    return summarize_counts(counts)
 
 
 def _validate(steps: _Steps, dataset: Any) -> dict[str, float]:
@@ -138,26 +146,30 @@ def _validate(steps: _Steps, dataset: Any) -> dict[str, float]:
     total_loss = 0.0
     total_weight = 0.0
     total_diff = 0.0
-    counts = np.zeros(4)
+    from .task_metrics import summarize_counts
+
+    config = getattr(steps, "config", None)
+    counts: Any = 0.0  # the task's count vector (task_metrics.py)
     for x, y, w in dataset:
         loss, confusion, labelled, diff = steps.val_step(x, y, w)
         labelled = float(labelled)
         total_loss += float(loss) * labelled
         total_weight += labelled
         total_diff += float(diff)
-        counts += confusion.numpy()
+        counts = counts + confusion.numpy()
     if total_weight == 0:
         return {}
-    return {
-        "loss": total_loss / total_weight,
-        **_confusion_metrics(counts),
+    result = {"loss": total_loss / total_weight, **summarize_counts(counts, config)}
+    if getattr(getattr(config, "model", None), "task", "binary") != "regression":
         # mean |mask - probability| in percent, as metrics.pixel_difference_percent
-        "pixel_difference": 100.0 * total_diff / total_weight,
-    }
+        result["pixel_difference"] = 100.0 * total_diff / total_weight
+    return result
 
 
 def _rand_on_slices(model: Any, prepared: PreparedData, config: Config) -> dict[str, float]:
-    """Whole-slice Rand F-score and VI of the validation slices (EM metrics)."""
+    """Whole-slice Rand F-score and VI of the validation slices (EM metrics; binary only)."""
+    if config.model.task != "binary":
+        return {}
     from ..evaluation.metrics import evaluate
     from ..inference.predict import predict_normalized
 

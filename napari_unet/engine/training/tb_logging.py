@@ -29,8 +29,9 @@ __all__ = [
 GAP = 2
 
 
-def preview_tiles(prepared: Any, patch_size: int, count: int) -> np.ndarray | None:
-    """``count`` validation tiles ``(n, P, P, 1)`` image and label, stacked as ``(2, n, P, P, 1)``.
+def preview_tiles(prepared: Any, patch_size: int, count: int) -> Any:
+    """``count`` validation tiles ``(n, P, P, 1)`` image and label, stacked as ``(2, n, P, P, 1)``
+    (with several input channels, the pair ``(images (n, P, P, C), labels (n, P, P, 1))``).
 
     Tiles with labelled pixels are preferred and spread evenly over the
     validation set; the training data stands in without validation data.
@@ -43,10 +44,13 @@ def preview_tiles(prepared: Any, patch_size: int, count: int) -> np.ndarray | No
         images, masks, weights = prepared.train_images, prepared.train_masks, prepared.train_weights
     if images is None or not hasattr(images, "__len__") or len(images) == 0:
         return None  # nothing, or lazy training data (a PatchSource)
-    x, y, w = val_tiles(images, masks, weights, patch_size)
+    task = "regression" if np.asarray(masks).dtype.kind == "f" else "multiclass"
+    x, y, w = val_tiles(images, masks, weights, patch_size, task)  # targets as they are
     labelled = np.flatnonzero(w.reshape(len(w), -1).any(axis=1))
     pool = labelled if labelled.size else np.arange(len(x))
     pick = pool[np.linspace(0, len(pool) - 1, min(count, len(pool))).round().astype(int)]
+    if x.shape[-1] > 1:  # several input channels: the image tiles have their own shape
+        return x[pick], y[pick]
     return np.stack([x[pick], y[pick]])
 
 
@@ -58,6 +62,21 @@ def side_by_side(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -
         np.clip(np.asarray(a, dtype=np.float32), 0.0, 1.0) for a in (image, label, prediction)
     ]
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=2)
+
+
+def _displayable(label: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label and prediction panels in ``[0, 1]``: class indices (an arg-max of several
+    output channels) divided by the last index; float targets (regression) and their
+    prediction scaled together to the label's range; binary masks as they are."""
+    classes = prediction.shape[-1]
+    if classes > 1:
+        top = float(classes - 1)
+        return label / top, np.argmax(prediction, axis=-1)[..., None] / top
+    if np.isin(label, (0.0, 1.0)).all():
+        return label, prediction
+    low, high = float(label.min()), float(label.max())
+    scale = high - low if high > low else 1.0
+    return (label - low) / scale, (prediction - low) / scale
 
 
 def write_step_scalars(writer: Any, step: int, loss: float, learning_rate: float) -> None:
@@ -75,6 +94,8 @@ def write_val_images(writer: Any, model: Any, preview: np.ndarray, step: int) ->
 
     x, y = preview
     prediction = np.asarray(model(tf.constant(x), training=False), dtype=np.float32)
+    y, prediction = _displayable(y, prediction)
+    x = x[..., :1]  # the first input channel is shown
     with writer.as_default(step=step):
         tf.summary.image(
             "val/image_label_prediction", side_by_side(x, y, prediction), max_outputs=len(x)

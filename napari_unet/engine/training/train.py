@@ -33,7 +33,7 @@ from ..data.prepare import PreparedData, prepare_data
 from ..data.prepare import _load_pair as _load_pair
 from ..data.prepare import _prepare_data as _prepare_data
 from ..data.prepare import split_labels as split_labels
-from ..errors import UserInputError
+from ..errors import StopRequested, UserInputError
 from ..events import TrainEvent, drain
 from ..model.precision import resolve_precision as resolve_precision
 from .build import _build_or_load as _build_or_load
@@ -48,11 +48,12 @@ from .loop import _write_scalars as _write_scalars
 from .run_folder import KEEP_DATA_BYTES as KEEP_DATA_BYTES
 from .run_folder import _keep_array_data as _keep_array_data
 from .run_folder import _model_folder as _model_folder
-from .run_folder import _with_parent_architecture, open_run_folder
+from .run_folder import _with_parent_architecture, check_run_folder, open_run_folder
 from .steps import _confusion_metrics as _confusion_metrics
 from .steps import _rand_on_slices as _rand_on_slices
 from .steps import _Steps as _Steps
 from .steps import _validate as _validate
+from .task_run import calibrate_for_task, score_test_slices, with_data_channels
 
 __all__ = ["PreparedData", "TrainResult", "prepare_data", "train", "train_iter"]
 
@@ -71,6 +72,8 @@ class TrainResult:
     #: ended training; `stopped_reason` says which. Checkpoints written before
     #: the fault are kept.
     failed: bool = False
+    #: Scores of the ``data.split.test`` slices with the best checkpoint (None without).
+    test_metrics: dict[str, Any] | None = None
 
 
 def train_iter(
@@ -81,6 +84,10 @@ def train_iter(
     val_masks: Any = None,
     stop: threading.Event | None = None,
     metadata: dict[str, Any] | None = None,
+    deadline: float | None = None,
+    keep_data: bool = True,
+    pause: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> Generator[TrainEvent, None, TrainResult]:
     """Train a U-Net, yielding progress events.
 
@@ -91,9 +98,23 @@ def train_iter(
     images, masks, val_images, val_masks
         Arrays or paths overriding ``config.data``.
     stop
-        Set it to stop after the current batch; the best checkpoint is kept.
+        Set it to stop: within one batch in every phase (data preparation and model
+        building skip what is left; the loop ends after the current batch; the final
+        calibration is skipped). The model folder still gets a loadable ``best.keras``
+        and ``last.keras`` (the initial weights if no batch ran) and ``metadata.json``.
     metadata
         Extra facts stored in ``metadata.json`` (e.g. layer names).
+    deadline
+        ``time.perf_counter()`` value by which the batches must end (on top of
+        ``train.max_minutes``, which counts from the first batch).
+    keep_data
+        Store in-memory training arrays in the model folder for later replay.
+    pause
+        While set, training waits between batches (a stop still ends it at
+        once); the time budgets, progress and ETA exclude the paused time.
+    overwrite
+        Train into a ``config.output`` folder that already holds a model (its
+        checkpoints, history and metadata are removed first); otherwise refused.
 
     Returns
     -------
@@ -102,17 +123,52 @@ def train_iter(
     """
     stop = stop or threading.Event()
     started = time.perf_counter()
+    check_run_folder(config, overwrite)
     config = _with_parent_architecture(config)
-    prepared = prepare_data(config, images, masks, val_images, val_masks)
-    config, folder = open_run_folder(config, images, masks)
-    run = build_run(config, prepared, folder)
+    try:
+        prepared = prepare_data(config, images, masks, val_images, val_masks, stop=stop)
+    except StopRequested as stopped:  # no data to train on: the model is written untrained
+        prepared = _no_data(str(stopped))
+    config = with_data_channels(config, prepared)  # model.in_channels as the data has it
+    keep = keep_data and not stop.is_set()
+    config, folder = open_run_folder(config, images, masks, keep, overwrite)
+    run = build_run(config, prepared, folder, stop)
     loop = TrainingLoop(run, started)
+    loop.budget.deadline = deadline
     yield loop.start_event()
-    yield from loop.run_epochs(stop)
-    loop.checkpoints.ensure_best(run.model, loop.step, loop.failed)
-    result = _finish(loop, metadata)
+    yield from loop.run_epochs(stop, pause)
+    _ensure_checkpoints(loop)
+    calibration = calibrate_for_task(run, loop.failed, stop)  # binary: the threshold
+    test = score_test_slices(run, loop.failed, stop)  # data.split.test, best checkpoint
+    result = _finish(loop, {**(metadata or {}), **calibration, **test})
     yield _final_event(loop, result)
     return result
+
+
+def _no_data(phase: str) -> PreparedData:
+    """Empty training data, after a stop during data preparation (nothing to train on)."""
+    import numpy as np
+
+    empty = np.zeros((0, 1, 1), np.float32)
+    return PreparedData(empty, empty, empty, None, None, None, {"stopped_during": phase})
+
+
+def _ensure_checkpoints(loop: TrainingLoop) -> None:
+    """Make sure a training that ran or was stopped leaves ``last.keras`` and ``best.keras``.
+
+    A stop before the first epoch ended writes the model as it is (its initial or
+    warm-started weights); a fault writes nothing more. A failed write ends the
+    training as failed (the final event still follows).
+    """
+    run = loop.run
+    try:
+        if not loop.failed and loop.step == 0 and not run.folder.last_path.exists():
+            run.folder.save_weights_file(run.model, "last")
+        loop.checkpoints.ensure_best(run.model, loop.step, loop.failed)
+        if not loop.failed and loop.step == 0 and not run.folder.best_path.exists():
+            run.folder.save_weights_file(run.model, "best")
+    except UserInputError as exc:  # e.g. a full disk
+        loop.stopped_reason, loop.failed = str(exc), True
 
 
 def _finish(loop: TrainingLoop, metadata: dict[str, Any] | None) -> TrainResult:
@@ -162,6 +218,7 @@ def _finish(loop: TrainingLoop, metadata: dict[str, Any] | None) -> TrainResult:
         steps=loop.step,
         elapsed=elapsed,
         failed=loop.failed,
+        test_metrics=summary.get("test"),
     )
 
 
@@ -192,6 +249,8 @@ def train(
     val_masks: Any = None,
     callback: Callable[[TrainEvent], None] | None = None,
     stop: threading.Event | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Blocking form of :func:`train_iter`; `callback(event)` sees every event."""
-    return drain(train_iter(config, images, masks, val_images, val_masks, stop), callback)
+    events = train_iter(config, images, masks, val_images, val_masks, stop, overwrite=overwrite)
+    return drain(events, callback)
