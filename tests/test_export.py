@@ -49,10 +49,15 @@ def test_rle_csv_round_trip(tmp_path):
     masks[2] = 1
     path = write_rle_csv(tmp_path / "sub.csv", masks * 255, ids=["a", "b", "c", "d"])
     lines = path.read_text().splitlines()
-    assert lines[0] == "ImageId,EncodedPixels" and lines[2] == "b,"
+    assert lines[0] == "img,pixels" and lines[2] == "b,"  # Kaggle ultrasound nerve header
     ids, back = read_rle_csv(path, (13, 7))
     assert ids == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(back, masks)
+    legacy = write_rle_csv(
+        tmp_path / "old.csv", masks, ids=list("abcd"), header="ImageId,EncodedPixels"
+    )
+    assert legacy.read_text().splitlines()[0] == "ImageId,EncodedPixels"
+    np.testing.assert_array_equal(read_rle_csv(legacy, (13, 7))[1], masks)
     assert not list(tmp_path.glob(".*"))  # atomic: no temporary file left
 
 

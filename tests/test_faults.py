@@ -37,6 +37,7 @@ from napari_unet.engine.errors import UserInputError
 from napari_unet.engine.model.model_folder import ModelFolder, load_model
 
 from .conftest import tiny_config
+from .fault_injection import WritePoints
 
 KILL_ROUNDS = int(os.environ.get("NAPARI_UNET_KILL_ROUNDS", "1"))
 #: Filled by the tests; docs/reliability.md quotes a full run.
@@ -274,6 +275,7 @@ def test_sigkill_while_saving_leaves_loadable_checkpoints(tmp_path):
         str(tmp_path / "mask.tif"),
         "-o",
         str(model),
+        "--overwrite",  # each round trains into the folder the last one left
         "--quiet",
     ]
     rng = random.Random(int(os.environ.get("NAPARI_UNET_KILL_SEED", "0")) or None)
@@ -342,8 +344,8 @@ def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, m
     def fail(*args, **kwargs):
         raise error
 
-    if where == "rename":
-        monkeypatch.setattr(atomic.os, "replace", fail)
+    if where == "rename":  # every rename: os.replace, no-replace renames, folder exchanges
+        WritePoints(monkeypatch, "rename", 1, code=errno_code, every=True)
     elif where == "tempfile":
         monkeypatch.setattr(atomic.tempfile, "mkstemp", fail)
         monkeypatch.setattr(atomic.tempfile, "mkdtemp", fail)
@@ -386,12 +388,6 @@ def test_write_faults_are_one_clear_error(tmp_path, where, errno_code, expect, m
 def test_cli_predict_on_a_full_disk(
     tmp_path, stack_file, trained_model_dir, monkeypatch, capsys, name, extra
 ):
-    from napari_unet.cli.main import build_parser
-
-    if "--blockwise" in extra or name.endswith(".zarr") or name.endswith((".npy", ".csv")):
-        usage = build_parser().parse_args(["predict", "m", "i", "-o", "o"])
-        if not hasattr(usage, "blockwise"):
-            pytest.skip("no blockwise prediction / export formats in this CLI")
     out = tmp_path / name
     earlier = None
     if not name.endswith(".zarr") and "." in name:  # an earlier export, replaced with --overwrite
@@ -399,7 +395,7 @@ def test_cli_predict_on_a_full_disk(
         earlier = out.read_bytes()
     source = sha(stack_file)
     before = sorted(os.listdir(tmp_path))
-    monkeypatch.setattr(os, "replace", _disk_full)
+    WritePoints(monkeypatch, "rename", 1, every=True)  # every rename point, whatever the format
     code = main(
         [
             "predict",
@@ -422,28 +418,28 @@ def test_cli_predict_on_a_full_disk(
     assert sorted(os.listdir(tmp_path)) == before, "partial or temporary files were left"
 
 
-def test_cli_predict_into_a_read_only_folder(
-    tmp_path, stack_file, trained_model_dir, monkeypatch, capsys
-):
-    real_access = os.access
-    monkeypatch.setattr(
-        atomic.os,
-        "access",
-        lambda path, mode, **kw: False if mode == os.W_OK else real_access(path, mode, **kw),
-    )
-    code = main(
-        [
-            "predict",
-            str(trained_model_dir),
-            str(stack_file),
-            "-o",
-            str(tmp_path / "p.tif"),
-            "--quiet",
-        ]
-    )
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "not writable" in err and len(err.splitlines()) == 1
-    assert sorted(os.listdir(tmp_path)) == ["source.tif"]
+def test_cli_predict_into_a_read_only_folder(tmp_path, stack_file, trained_model_dir, capsys):
+    """A folder that refuses new files even to root (immutable; tests/fs_faults.py)."""
+    from .fs_faults import unwritable_folder
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    with unwritable_folder(folder):
+        for out in (folder / "p.tif", folder / "p.zarr", folder / "slices"):
+            code = main(
+                ["predict", str(trained_model_dir), str(stack_file), "-o", str(out), "--quiet"]
+            )
+            err = capsys.readouterr().err.strip()
+            assert code == 2 and len(err.splitlines()) == 1, err
+            assert "not writable" in err or "permission denied" in err, err
+        assert os.listdir(folder) == []
+    # the folder turns read-only after the check: the write itself is refused cleanly
+    target = tmp_path / "late" / "x.txt"
+    target.parent.mkdir()
+    with pytest.raises(UserInputError, match=r"permission denied|read-only") as info:
+        with atomic.atomic_path(target) as tmp, unwritable_folder(target.parent):
+            tmp.write_text("late")
+    assert "\n" not in str(info.value) and not target.exists()
 
 
 def test_cli_train_on_a_full_disk_at_start(tmp_path, stack_file, monkeypatch, capsys):
@@ -485,8 +481,32 @@ def test_existing_outputs_are_never_replaced_silently(tmp_path):
     assert target.read_bytes() == b"keep me" and len(os.listdir(folder)) == 1
 
 
-def test_fault_log_written_for_the_docs(tmp_path):
-    """Keep what the faults did (for docs/reliability.md); -s prints it."""
+#: What each fault test leaves in FAULT_LOG: the fault's name and the final outcome.
+EXPECTED_LOG = {
+    "test_exception_in_a_training_step": ("exception in a step", "stopped"),
+    "test_nan_loss_keeps_the_finite_checkpoint": ("NaN loss", "stopped"),
+    "test_out_of_memory_in_the_cli": ("out of memory (CLI)", "exit 1"),
+    "test_full_disk_while_saving_a_checkpoint": ("full disk while saving", "stopped"),
+    "test_sigkill_while_saving_leaves_loadable_checkpoints": (
+        "SIGKILL during checkpoint writes",
+        "all checkpoints loadable",
+    ),
+}
+
+
+def test_fault_log_written_for_the_docs(request):
+    """The log docs/reliability.md quotes: one record per fault test that ran, each with
+    the outcome it promises and a one-line message; written to
+    ``$NAPARI_UNET_FAULT_LOG/faults.json``."""
+    ran = {item.name for item in request.session.items if item.module is request.module}
+    expected = {faults: outcome for name, (faults, outcome) in EXPECTED_LOG.items() if name in ran}
+    logged = {record["fault"]: record for record in FAULT_LOG}
+    missing = sorted(set(expected) - set(logged))
+    assert not missing, f"fault tests ran but left no record: {missing}"
+    for fault, outcome in expected.items():
+        record = logged[fault]
+        assert record["final"] == outcome, record
+        assert "\n" not in record.get("message", "") and "Traceback" not in str(record)
     out = Path(os.environ.get("NAPARI_UNET_FAULT_LOG", tempfile.gettempdir())) / "faults.json"
     out.write_text(json.dumps(FAULT_LOG, indent=2))
-    print(json.dumps(FAULT_LOG, indent=2))
+    assert json.loads(out.read_text()) == FAULT_LOG

@@ -17,6 +17,10 @@ not written again. :meth:`Autosaver.restore` reads a version back with
     restored = saver.restore(layer="em mask")             # after a crash
     restored.labels, restored.edited_slices, restored.version.saved_at
 
+Large or lazily read labels (a zarr-backed napari layer) are written slice by slice, so
+a save holds one slice in memory; :func:`slice_digests` hashes a stack slice by slice, so
+the widgets can tell which slices changed without keeping a copy of the volume.
+
 Never imports TensorFlow, napari or Qt.
 """
 
@@ -37,8 +41,20 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import UserInputError
+from .stack_digests import combined_digest as combined_digest
+from .stack_digests import is_lazy, iter_planes, savez_by_slice
+from .stack_digests import slice_digest as slice_digest
+from .stack_digests import slice_digests as slice_digests
 
-__all__ = ["AUTOSAVE_FOLDER", "AutosaveVersion", "Autosaver", "RestoredLabels"]
+__all__ = [
+    "AUTOSAVE_FOLDER",
+    "AutosaveVersion",
+    "Autosaver",
+    "RestoredLabels",
+    "combined_digest",
+    "slice_digest",
+    "slice_digests",
+]
 
 #: Sub-folder of the project folder that holds the autosaves.
 AUTOSAVE_FOLDER = "autosave"
@@ -130,6 +146,7 @@ class Autosaver:
         edited_slices: Iterable[int] | np.ndarray = (),
         metadata: dict[str, Any] | None = None,
         force: bool = False,
+        digest: str | None = None,
     ) -> AutosaveVersion | None:
         """Save `labels` as a new version of `layer` (atomically).
 
@@ -138,14 +155,18 @@ class Autosaver:
         layer
             Layer name (any text; it is kept exactly in the file's header).
         labels
-            Integer or boolean array (numpy or anything ``np.asarray`` reads,
-            e.g. a dask array).
+            Integer or boolean array: numpy (written in one go), or a lazy array
+            (zarr, dask: read and written one slice at a time).
         edited_slices
             Indices of edited slices, or a boolean array over slices.
         metadata
             Extra JSON-serializable facts stored with the version.
         force
             Write even if nothing changed since this saver's last save.
+        digest
+            The caller's identity of the content (e.g. :func:`combined_digest` of
+            per-slice digests it keeps up to date); when given, the labels are not
+            read just to find out that nothing changed.
 
         Returns
         -------
@@ -158,12 +179,16 @@ class Autosaver:
             For a non-integer array, or when the folder cannot be written
             (full disk, read-only folder); earlier versions are kept.
         """
-        arr = np.asarray(labels)
-        if arr.dtype.kind not in "biu":
-            raise UserInputError(f"autosave of {layer!r}: labels must be integers, got {arr.dtype}")
+        arr = labels if is_lazy(labels) else np.asarray(labels)
+        dtype = np.dtype(arr.dtype)
+        if dtype.kind not in "biu":
+            raise UserInputError(f"autosave of {layer!r}: labels must be integers, got {dtype}")
         edited = _as_indices(edited_slices)
-        digest = _digest(arr, edited)
         with self._lock:
+            if digest is None:
+                digest = _digest(arr, edited)
+            else:
+                digest = f"{digest}:{edited.tobytes().hex()}"
             if not force and self._last_digest.get(layer) == digest:
                 return None
             saved_at = datetime.now(timezone.utc)
@@ -172,7 +197,7 @@ class Autosaver:
                 "layer": layer,
                 "saved_at": saved_at.isoformat(),
                 "shape": list(arr.shape),
-                "dtype": arr.dtype.str,
+                "dtype": dtype.str,
                 "digest": digest,
                 "metadata": metadata or {},
             }
@@ -182,14 +207,19 @@ class Autosaver:
                 raise UserInputError(f"autosave metadata is not JSON-serializable: {exc}") from None
             target = self._free_name(layer, saved_at)
             with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-                np.savez_compressed(handle, labels=arr, edited_slices=edited, header=np.array(text))
+                if isinstance(arr, np.ndarray):
+                    np.savez_compressed(
+                        handle, labels=arr, edited_slices=edited, header=np.array(text)
+                    )
+                else:
+                    savez_by_slice(handle, arr, edited, text)
             self._last_digest[layer] = digest
             version = AutosaveVersion(
                 layer=layer,
                 path=target,
                 saved_at=saved_at,
-                shape=tuple(arr.shape),
-                dtype=arr.dtype.str,
+                shape=tuple(int(n) for n in arr.shape),
+                dtype=dtype.str,
                 edited_slices=tuple(int(i) for i in edited),
                 digest=digest,
                 metadata=metadata or {},
@@ -323,10 +353,14 @@ def _as_indices(edited: Iterable[int] | np.ndarray) -> np.ndarray:
     return np.unique(arr.astype(np.int64).ravel())
 
 
-def _digest(labels: np.ndarray, edited: np.ndarray) -> str:
+def _digest(labels: Any, edited: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{labels.shape}{labels.dtype.str}".encode())
-    digest.update(np.ascontiguousarray(labels).data)
+    digest.update(f"{tuple(int(n) for n in labels.shape)}{np.dtype(labels.dtype).str}".encode())
+    if isinstance(labels, np.ndarray):
+        digest.update(np.ascontiguousarray(labels).data)
+    else:
+        for plane in iter_planes(labels):
+            digest.update(plane.data)
     digest.update(edited.tobytes())
     return digest.hexdigest()
 

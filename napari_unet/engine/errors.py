@@ -16,3 +16,8 @@ class UserInputError(ValueError):
 class TrainingStopped(RuntimeError):
     """Raised inside the training loop when a fault (NaN loss, out of memory)
     ends training; the message says why and the best checkpoint is kept."""
+
+
+class StopRequested(Exception):
+    """Raised between the phases of a long job (e.g. data preparation) when its stop
+    event is set; the job catches it and ends cleanly, as after a stop in its loop."""
