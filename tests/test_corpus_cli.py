@@ -7,9 +7,12 @@ and no input file is changed, removed or added to.
 
 Training is the slow entry point (a model is built and traced each time):
 in the normal run every entry that must be refused goes through ``train``
-plus the valid entries marked ``train=True``; ``NAPARI_UNET_FULL_CORPUS=1``
-trains on every valid entry. Prediction and evaluation load the model once
-(model loading itself is exercised by the ``model`` entries).
+plus a fixed sample of the valid entries (:data:`TRAIN_SAMPLE`, and those marked
+``train=True``); ``NAPARI_UNET_FULL_CORPUS=1`` (the nightly
+``benchmarks/bench_corpus.py``) trains on every valid entry. Prediction and
+evaluation load the model once (model loading itself is exercised by the
+``model`` entries). Every command of the CLI is driven here:
+:func:`test_every_command_is_driven` fails when one is added without its test.
 """
 
 from __future__ import annotations
@@ -31,10 +34,34 @@ from .corpus import MARKER_NAME, Entry, build_corpus, hash_tree
 FULL = bool(os.environ.get("NAPARI_UNET_FULL_CORPUS"))
 PREFIX = "napari-unet: error:"
 
-#: CLI commands this module drives with the corpus; anything else is driven generically.
-KNOWN_COMMANDS = {"train", "predict", "evaluate", "lr-find", "frames-meta"}
-#: Commands that take no user data (nothing to feed the corpus to).
+#: CLI commands this module drives with the corpus.
+KNOWN_COMMANDS = {
+    "train",
+    "finetune",
+    "predict",
+    "evaluate",
+    "export-model",
+    "lr-find",
+    "frames-meta",
+    "augment",
+}
+#: Commands that take no user data (only their output is tried).
 NO_DATA_COMMANDS = {"demo"}
+#: Valid entries trained on in the normal run (a fixed spread: colour, dtypes, 2D,
+#: odd sizes, NaN/inf, sparse and empty masks); all of them with FULL.
+TRAIN_SAMPLE = {
+    "partly-nan-inf",
+    "smaller-than-tile",
+    "rgb-stack",
+    "uint16",
+    "single-2d",
+    "odd-size",
+    "mask-no-foreground",
+    "mask-sparse-0-1-2",
+}
+
+#: Corpus masks whose values are ambiguous under ``data.mask_kind: auto``, and the kind they are.
+MASK_KIND_NEEDED = {"mask-sparse-0-1-2": "sparse"}
 
 TINY_CONFIG = (
     "model: {depth: 2, base_filters: 4}\n"
@@ -194,8 +221,6 @@ BLOCKWISE_ANY = {"all-nan"}
 
 
 def test_predict_blockwise(corpus, capsys, cached_model):
-    if not hasattr(build_parser().parse_args(["predict", "m", "i", "-o", "o"]), "blockwise"):
-        pytest.skip("no blockwise prediction in this CLI")
     entries = [
         e for e in corpus.of("image") if e.read == "error" or FULL or e.name in BLOCKWISE_SAMPLE
     ]
@@ -261,22 +286,21 @@ def test_train_refuses_every_bad_input(corpus, capsys):
         )
         check_outcome(entry.name, "error", code, err)
         runs.append((entry, entry.path, None))
-    if "--dataset" in _subcommands()["train"].format_usage():
-        for entry in corpus.of("dataset"):
-            code, _, err = run(
-                [
-                    "train",
-                    corpus.config,
-                    "--dataset",
-                    entry.path,
-                    "-o",
-                    corpus.out / f"train-{entry.name}",
-                    "--quiet",
-                ],
-                capsys,
-            )
-            check_outcome(entry.name, "error", code, err)
-            runs.append((entry, entry.path, None))
+    for entry in corpus.of("dataset"):
+        code, _, err = run(
+            [
+                "train",
+                corpus.config,
+                "--dataset",
+                entry.path,
+                "-o",
+                corpus.out / f"train-{entry.name}",
+                "--quiet",
+            ],
+            capsys,
+        )
+        check_outcome(entry.name, "error", code, err)
+        runs.append((entry, entry.path, None))
     # validation files are checked like training files
     bad_val = next(e for e in corpus.of("mask") if e.name == "mask-fewer-slices")
     code, _, err = run(
@@ -302,17 +326,13 @@ def test_train_refuses_every_bad_input(corpus, capsys):
     corpus.check_unchanged()
 
 
+def _sampled(entry: Entry) -> bool:
+    return entry.read != "error" and (FULL or entry.train or entry.name in TRAIN_SAMPLE)
+
+
 def _valid_training_runs(corpus: Corpus) -> list[tuple[Entry, Path, Path]]:
-    runs = [
-        (e, e.path, mask_for_image(corpus, e))
-        for e in corpus.of("image")
-        if e.read != "error" and (FULL or e.train)
-    ]
-    runs += [
-        (e, corpus.good_image, e.path)
-        for e in corpus.of("mask")
-        if e.read != "error" and (FULL or e.train)
-    ]
+    runs = [(e, e.path, mask_for_image(corpus, e)) for e in corpus.of("image") if _sampled(e)]
+    runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if _sampled(e)]
     return runs
 
 
@@ -326,10 +346,14 @@ def test_training_data_from_every_valid_input(corpus):
     runs = [(e, e.path, mask_for_image(corpus, e)) for e in corpus.of("image") if e.read != "error"]
     runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if e.read != "error"]
     for entry, images, masks in runs:
+        if entry.name in MASK_KIND_NEEDED:  # auto refuses ambiguous values, naming the setting
+            with pytest.raises(UserInputError, match=r"data\.mask_kind"):
+                prepare_data(config, images, masks)
+        kind = MASK_KIND_NEEDED.get(entry.name, "auto")
         try:
-            prepared = prepare_data(config, images, masks)
-        except UserInputError:
-            assert entry.read == "any", entry.name
+            prepared = prepare_data(config.with_overrides({"data.mask_kind": kind}), images, masks)
+        except UserInputError as exc:
+            assert entry.read == "any", (entry.name, str(exc))
             continue
         assert np.isfinite(prepared.train_images).all(), entry.name
         assert prepared.train_images.dtype == np.float32
@@ -342,11 +366,29 @@ def test_train_on_awkward_valid_inputs(corpus, capsys):
     from napari_unet.engine.model.model_folder import load_model
 
     runs = _valid_training_runs(corpus)
-    assert len(runs) >= (30 if FULL else 3)
+    sampled = {e.name for e, _, _ in runs}
+    assert TRAIN_SAMPLE <= sampled, (
+        f"sample entries missing from the corpus: {TRAIN_SAMPLE - sampled}"
+    )
+    assert len(runs) >= (30 if FULL else len(TRAIN_SAMPLE))
     for entry, images, masks in runs:
         out = corpus.out / f"train-ok-{entry.name}"
+        kind = (
+            ["--mask-kind", MASK_KIND_NEEDED[entry.name]] if entry.name in MASK_KIND_NEEDED else []
+        )
         code, stdout, err = run(
-            ["train", corpus.config, "--images", images, "--masks", masks, "-o", out, "--quiet"],
+            [
+                "train",
+                corpus.config,
+                "--images",
+                images,
+                "--masks",
+                masks,
+                "-o",
+                out,
+                "--quiet",
+                *kind,
+            ],
             capsys,
         )
         check_outcome(entry.name, entry.read, code, err)
@@ -374,13 +416,7 @@ def test_model_folders(corpus, capsys):
 # --------------------------------------------------------------------------- lr-find, frames-meta
 
 
-def _require(command: str) -> None:
-    if command not in _subcommands():
-        pytest.skip(f"no `{command}` command")
-
-
 def test_lr_find_refuses_every_bad_input(corpus, capsys):
-    _require("lr-find")
     runs = [(e, e.path, corpus.good_mask) for e in corpus.of("image") if e.read == "error"]
     runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if e.read == "error"]
     for entry, images, masks in runs:
@@ -421,7 +457,6 @@ def test_lr_find_refuses_every_bad_input(corpus, capsys):
 
 
 def test_lr_find_on_awkward_valid_inputs(corpus, capsys):
-    _require("lr-find")
     runs = _valid_training_runs(corpus)[: None if FULL else 1]
     for entry, images, masks in runs:
         out = corpus.out / f"lr-ok-{entry.name}"
@@ -448,37 +483,39 @@ def test_lr_find_on_awkward_valid_inputs(corpus, capsys):
     corpus.check_unchanged()
 
 
-def test_frames_meta_on_the_corpus(corpus, capsys, tmp_path):
+def test_frames_meta_on_the_corpus(corpus, capsys, tmp_path, monkeypatch):
     """No corpus input is a frames folder: each is refused and nothing is written."""
-    _require("frames-meta")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # where the CSV would go by default
     entries = [e for e in corpus.entries if e.kind in ("image", "mask")]
     for entry in entries:
         code, _, err = run(["frames-meta", entry.path], capsys)
         check_outcome(entry.name, "error", code, err)
     corpus.count("frames-meta", len(entries))
     corpus.check_unchanged()
-    # a real frames folder: the CSV is written beside the frames, the frames untouched
+    assert not list(work.iterdir())
+    # a real frames folder: the CSV is written beside it, the folder is only read
     frames = tmp_path / "frames"
     frames.mkdir()
     for z in range(2):
         tifffile.imwrite(frames / f"im_c000_z{z:03d}_t000_p000.tif", np.zeros((4, 4), np.uint8))
     before = hash_tree(frames)
-    code, _, err = run(["frames-meta", frames], capsys)
+    code, out, err = run(["frames-meta", frames], capsys)
     check_outcome("frames folder", "ok", code, err)
-    after = hash_tree(frames)
-    assert {k: after[k] for k in before} == before and "frames_meta.csv" in after
+    assert hash_tree(frames) == before
+    assert json.loads(out)["frames_meta"] == str(work / "frames_frames_meta.csv")
 
 
 def test_demo_output_that_is_a_file(corpus, capsys):
     """`demo` takes no user data; its only input is the output folder."""
-    _require("demo")
     code, _, err = run(["demo", "-o", corpus.good_image, "--train-minutes", "0"], capsys)
     check_outcome("demo into a file", "error", code, err)
     corpus.count("demo", 1)
     corpus.check_unchanged()
 
 
-# --------------------------------------------------------------------------- other commands
+# --------------------------------------------------------------------------- finetune, export-model
 
 
 def _subcommands() -> dict:
@@ -489,64 +526,111 @@ def _subcommands() -> dict:
     return {}
 
 
-_IMAGE_DESTS = {"input", "inputs", "images", "image", "stack", "path", "data", "source", "folder"}
+def test_every_command_is_driven():
+    """A command added to the CLI must get its corpus test here (and its name above)."""
+    assert set(_subcommands()) == KNOWN_COMMANDS | NO_DATA_COMMANDS
 
 
-def _generic_argv(name: str, sub, corpus: Corpus, images: Path) -> list | None:
-    """argv for a command this module does not know, from its argparse spec:
-    models get the trained model, image-like arguments the corpus entry, an
-    output a fresh path. None if a required argument cannot be guessed."""
-    argv: list = [name]
-    for action in sub._actions:
-        dest = action.dest
-        if action.option_strings:
-            flag = action.option_strings[-1]
-            if dest in ("images", "input"):
-                argv += [flag, images]
-            elif dest == "masks":
-                argv += [flag, corpus.good_mask]
-            elif dest == "output":
-                argv += [flag, corpus.out / f"{name}-{images.stem}.out"]
-            elif dest == "quiet":
-                argv.append(flag)
-            elif action.required:
-                return None
-        elif dest == "model":
-            argv.append(corpus.trained)
-        elif dest == "config":
-            argv.append(corpus.config)
-        elif dest in _IMAGE_DESTS:
-            argv.append(images)
-        elif dest == "masks":
-            argv.append(corpus.good_mask)
-        elif dest == "output":
-            argv.append(corpus.out / f"{name}-{images.stem}.out")
-        elif action.nargs not in ("?", "*"):
-            return None
-    return argv
-
-
-def test_other_commands_with_bad_inputs(corpus, capsys):
-    """Commands added later (lr-find, frames-meta, ...) get every unreadable image."""
-    others = {n: s for n, s in _subcommands().items() if n not in KNOWN_COMMANDS | NO_DATA_COMMANDS}
-    if not others:
-        pytest.skip("no other data-taking CLI commands")
-    bad = [e for e in corpus.of("image") if e.read == "error"]
-    for name, sub in others.items():
-        for entry in bad:
-            argv = _generic_argv(name, sub, corpus, entry.path)
-            if argv is None:
-                pytest.skip(f"cannot guess the arguments of `{name}`; add it to this module")
-            code, _, err = run(argv, capsys)
-            check_outcome(f"{name} {entry.name}", "error", code, err)
-        corpus.count(name, len(bad))
+def test_finetune_refuses_every_bad_input(corpus, capsys):
+    runs = [
+        (e, e.path, corpus.good_mask, corpus.trained)
+        for e in corpus.of("image")
+        if e.read == "error"
+    ]
+    runs += [
+        (e, corpus.good_image, e.path, corpus.trained)
+        for e in corpus.of("mask")
+        if e.read == "error"
+    ]
+    runs += [
+        (e, corpus.good_image, corpus.good_mask, e.path)
+        for e in corpus.of("model")
+        if e.read == "error"
+    ]
+    for entry, images, masks, model in runs:
+        out = corpus.out / f"finetune-{entry.name}"
+        argv = ["finetune", model, "--images", images, "--masks", masks, "-o", out]
+        code, _, err = run([*argv, "--max-minutes", "0.2", "--quiet"], capsys)
+        check_outcome(entry.name, "error", code, err)
+        assert not out.exists(), entry.name
+        assert not list(corpus.out.glob(f".finetune-{entry.name}.partial-*")), entry.name
+    corpus.count("finetune", len(runs))
     corpus.check_unchanged()
 
 
-def test_report_counts(corpus):
-    """Keep a record of how many corpus inputs each command was given."""
-    if not corpus.tried:
-        pytest.skip("run the whole module to get the counts")
-    report = corpus.out / "corpus-counts.json"
-    report.write_text(json.dumps({"entries": len(corpus.entries), "tried": corpus.tried}))
+def test_export_model_on_every_model_folder(corpus, capsys):
+    for entry in corpus.of("model"):
+        out = corpus.out / f"export-{entry.name}.weights.h5"
+        argv = ["export-model", entry.path, "--format", "h5", "-o", out, "--quiet"]
+        code, stdout, err = run(argv, capsys)
+        check_outcome(entry.name, entry.read, code, err)
+        if code == 0:
+            assert json.loads(stdout)["output"] == str(out) and out.is_file()
+            earlier = out.read_bytes()
+            code, _, err = run(argv, capsys)  # an existing export is kept without --overwrite
+            check_outcome(f"{entry.name} again", "error", code, err)
+            assert "already exists" in err and out.read_bytes() == earlier
+        else:
+            assert not out.exists(), entry.name
+    for entry in [e for e in corpus.of("image") if e.read == "error"][:3]:  # not models at all
+        out = corpus.out / f"export-{entry.name}.weights.h5"
+        code, _, err = run(["export-model", entry.path, "--format", "h5", "-o", out], capsys)
+        check_outcome(entry.name, "error", code, err)
+    corpus.count("export-model", len(corpus.of("model")) + 3)
+    corpus.check_unchanged()
+
+
+def test_augment_on_the_corpus(corpus, capsys):
+    """``augment`` refuses every broken image or mask in one line, writing nothing, and
+    writes the asked number of image/mask pairs for valid ones."""
+    runs = [(e, e.path, corpus.good_mask) for e in corpus.of("image") if e.read == "error"]
+    runs += [(e, corpus.good_image, e.path) for e in corpus.of("mask") if e.read == "error"]
+    runs += [(e, e.path, mask_for_image(corpus, e)) for e in corpus.of("image") if e.read == "ok"][
+        :5
+    ]
+    for entry, images, masks in runs:
+        out = corpus.out / f"augment-{entry.name}"
+        argv = ["augment", corpus.config, "--images", images, "--masks", masks, "-o", out]
+        code, _, err = run([*argv, "--samples", "3", "--patch-size", "32", "--quiet"], capsys)
+        check_outcome(entry.name, entry.read, code, err)
+        if code == 0:
+            assert len(list(out.rglob("*.tif"))) == 6, entry.name  # 3 images + 3 masks
+        else:
+            assert not out.exists(), entry.name
+    corpus.count("augment", len(runs))
+    corpus.check_unchanged()
+
+
+#: Commands each driving test gives corpus inputs to, and at least how many (the counts
+#: of the normal run); test_report_counts checks the tests that ran reached them.
+MINIMUM_RUNS = {
+    "test_predict_every_image": ("predict", 40),
+    "test_predict_blockwise": ("predict (blockwise .zarr)", 20),
+    "test_evaluate_every_image_and_mask": ("evaluate", 60),
+    "test_train_refuses_every_bad_input": ("train", 40),
+    "test_training_data_from_every_valid_input": ("train (data preparation)", 35),
+    "test_lr_find_refuses_every_bad_input": ("lr-find", 35),
+    "test_frames_meta_on_the_corpus": ("frames-meta", 60),
+    "test_demo_output_that_is_a_file": ("demo", 1),
+    "test_finetune_refuses_every_bad_input": ("finetune", 25),
+    "test_export_model_on_every_model_folder": ("export-model", 8),
+    "test_augment_on_the_corpus": ("augment", 25),
+}
+
+
+def test_report_counts(corpus, request):
+    """Every driving test that ran gave its command at least its share of the corpus;
+    the counts are kept in ``corpus-counts.json`` (docs/reliability.md quotes them)."""
+    ran = {item.name for item in request.session.items if item.module is request.module}
+    short = {
+        command: (corpus.tried.get(command, 0), least)
+        for test, (command, least) in MINIMUM_RUNS.items()
+        if test in ran and corpus.tried.get(command, 0) < least
+    }
+    assert not short, f"commands given fewer corpus inputs than promised: {short}"
+    report = Path(os.environ.get("NAPARI_UNET_CORPUS_REPORT", corpus.out / "corpus-counts.json"))
+    report.write_text(
+        json.dumps({"entries": len(corpus.entries), "full": FULL, "tried": corpus.tried}, indent=2)
+    )
+    assert json.loads(report.read_text())["tried"] == corpus.tried
     print(f"corpus: {len(corpus.entries)} entries; runs per command {corpus.tried}")

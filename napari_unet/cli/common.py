@@ -3,15 +3,21 @@
 :func:`run_command` imports TensorFlow quietly for the commands that need it and
 turns every failure into one line on stderr: a user error exits with code 2,
 Ctrl-C with 130, a fault (out of memory, an unexpected error) with 1.
-This module imports no TensorFlow itself.
+:func:`stop_on_interrupt` lets a long command (training) stop cleanly on the first
+Ctrl-C and abort on the second. This module imports no TensorFlow itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from ..engine.errors import UserInputError
@@ -25,13 +31,18 @@ __all__ = [
     "EXIT_USER_ERROR",
     "UNSAFE_HELP",
     "CommandHandler",
+    "Interrupt",
     "Parser",
     "import_tensorflow_quietly",
     "run_command",
+    "stop_on_interrupt",
 ]
 
 #: A user error (bad input, bad option): one line on stderr.
 EXIT_USER_ERROR = 2
+#: ``time.perf_counter()`` when the CLI started (budgets like ``finetune --max-minutes``
+#: count from here, TensorFlow's import included).
+PROCESS_STARTED = time.perf_counter()
 #: A fault (NaN loss, out of memory, an unexpected error) ended the command.
 EXIT_FAULT = 1
 #: Ctrl-C ended the command (the shell's 128 + SIGINT).
@@ -110,3 +121,62 @@ def run_command(
             file=sys.stderr,
         )
         return EXIT_FAULT
+
+
+@dataclass
+class Interrupt:
+    """The stop request of a command run under :func:`stop_on_interrupt`.
+
+    Attributes
+    ----------
+    event : threading.Event
+        Set by the first Ctrl-C; hand it to the engine as its ``stop`` event.
+    """
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def requested(self) -> bool:
+        """True once Ctrl-C asked the command to stop."""
+        return self.event.is_set()
+
+
+#: What the first Ctrl-C prints (written with ``os.write``: safe inside a signal handler).
+STOPPING_NOTE = (
+    b"\nnapari-unet: stopping after the current batch and saving the model "
+    b"(press Ctrl-C again to abort)\n"
+)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[Interrupt]:
+    """While inside, the first Ctrl-C (SIGINT) sets the yielded stop event instead of
+    raising; a second one raises :class:`KeyboardInterrupt` (abort, exit code 130).
+
+    The engine honours the event within one batch (data preparation and model
+    building skip what is left) and still writes a loadable model; the command
+    then returns :data:`EXIT_INTERRUPTED`. Outside the main thread (where Python
+    delivers signals) the event is yielded without a handler.
+
+    Yields
+    ------
+    Interrupt
+        The stop request.
+    """
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if interrupt.event.is_set():
+            raise KeyboardInterrupt
+        interrupt.event.set()
+        with contextlib.suppress(OSError):
+            os.write(2, STOPPING_NOTE)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)

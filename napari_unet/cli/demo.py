@@ -6,6 +6,11 @@
    CLI's ``train`` uses), unless ``train_minutes`` is 0.
 3. Predict with the fine-tuned model, write the mask and probability TIFFs
    and report the metrics again.
+
+Nothing is replaced without asking: results of an earlier demo in the same
+folder are listed first and replaced only after a "y" on the terminal, or with
+``--overwrite``; without a terminal the demo refuses. It ends by naming every
+file and folder it wrote.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +49,9 @@ def add_parser(sub: SubParsers) -> None:
     demo.add_argument(
         "--train-minutes", type=float, default=1.0, help="fine-tuning budget (0 to skip)"
     )
+    demo.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier demo"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,8 +67,51 @@ def run(args: argparse.Namespace) -> int:
     int
         The exit code (0).
     """
-    run_demo(Path(args.output), train_minutes=args.train_minutes)
+    ask = _ask_on_terminal if sys.stdin.isatty() else None
+    run_demo(
+        Path(args.output),
+        train_minutes=args.train_minutes,
+        overwrite=getattr(args, "overwrite", False),
+        ask=ask,
+    )
     return 0
+
+
+def _ask_on_terminal(question: str) -> bool:
+    """Ask a yes/no question on the terminal (default no)."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def demo_targets(output: Path, train_minutes: float) -> list[Path]:
+    """What the demo writes under `output` (the fine-tuned model only if it trains)."""
+    targets = [output / "prediction-mask.tif", output / "prediction-probability.tif"]
+    return ([output / "fine-tuned-model"] if train_minutes > 0 else []) + targets
+
+
+def _may_replace(existing: list[Path], overwrite: bool, ask: Callable[[str], bool] | None) -> bool:
+    """May the demo replace `existing`? (``--overwrite``, else the user's answer.)
+
+    Raises
+    ------
+    UserInputError
+        Without ``--overwrite`` and without a terminal to ask on, or when the
+        user answers no.
+    """
+    from ..engine.errors import UserInputError
+
+    if not existing or overwrite:
+        return True
+    names = ", ".join(str(p) for p in existing)
+    if ask is not None and ask(f"The demo would replace {names}. Replace them?"):
+        return True
+    raise UserInputError(
+        f"{names} exist from an earlier demo; pass --overwrite to replace them or choose "
+        "another --output"
+    )
 
 
 def _summary(scores: dict[str, Any]) -> dict[str, float]:
@@ -69,7 +121,12 @@ def _summary(scores: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(overall[k]), 4) for k in keys if k in overall}
 
 
-def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
+def run_demo(
+    output: Path,
+    train_minutes: float = 1.0,
+    overwrite: bool = False,
+    ask: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
     """Run the demo and write its results under `output`.
 
     Parameters
@@ -78,16 +135,22 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
         Folder for the predicted TIFFs and the fine-tuned model (created).
     train_minutes : float
         Fine-tuning budget; 0 skips fine-tuning.
+    overwrite : bool
+        Replace the results of an earlier demo without asking.
+    ask : callable, optional
+        ``ask(question) -> bool`` before replacing anything (the terminal); None:
+        refuse to replace without `overwrite`.
 
     Returns
     -------
     dict
-        Metrics of the shipped model and, if trained, of the fine-tuned one.
+        Metrics of the shipped model and, if trained, of the fine-tuned one, and
+        ``written``: the files and folders written.
 
     Raises
     ------
     UserInputError
-        If `output` cannot be created.
+        If `output` cannot be created, or holds results that may not be replaced.
     """
     from ..engine.config import Config
     from ..engine.evaluation.metrics import evaluate
@@ -97,6 +160,8 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
     from ..engine.training.train import train
 
     paths = sample_paths()
+    targets = demo_targets(output, train_minutes)
+    replace = _may_replace([t for t in targets if t.exists()], overwrite, ask)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file of that name: one clear line, not a traceback
@@ -144,7 +209,11 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
                 "output": str(output / "fine-tuned-model"),
             }
         )
-        result = train(Config.model_validate(config.to_dict()), callback=progress_printer(False))
+        result = train(
+            Config.model_validate(config.to_dict()),
+            callback=progress_printer(False),
+            overwrite=replace,
+        )
         final = predict(result.model_dir, test_images, callback=progress_printer(False))
         report["fine_tuned"] = _summary(evaluate(final.probability, test_masks))
         report["note"] = (
@@ -155,7 +224,9 @@ def run_demo(output: Path, train_minutes: float = 1.0) -> dict[str, Any]:
         report["model_dir"] = str(result.model_dir)
 
     print("3/3 writing the predicted masks", file=sys.stderr)
-    write_tiff(output / "prediction-mask.tif", mask_to_uint8(final.mask()))
-    write_tiff(output / "prediction-probability.tif", final.probability)
+    write_tiff(targets[-2], mask_to_uint8(final.mask()), overwrite=replace)
+    write_tiff(targets[-1], final.probability, overwrite=replace)
+    report["written"] = [str(t.resolve()) for t in targets]
+    print("wrote:\n" + "\n".join(f"  {t}" for t in report["written"]), file=sys.stderr)
     print(json.dumps(report, indent=2))
     return report

@@ -1,4 +1,5 @@
-"""``napari-unet export-model``: a model folder as a bioimage.io package, ONNX or SavedModel.
+"""``napari-unet export-model``: a model folder as a bioimage.io package, ONNX, SavedModel
+or HDF5 weights (``.weights.h5``, or a legacy ``.h5`` model file).
 
 The same engine call as the dock's Export tab
 (:func:`~napari_unet.engine.model.exchange.export_model`); ``--check`` then validates a
@@ -29,9 +30,11 @@ def add_parser(sub: SubParsers) -> None:
     export = sub.add_parser(NAME, help="export a model as bioimage.io package, ONNX or SavedModel")
     export.add_argument("model", help="model folder written by train or finetune")
     export.add_argument(
-        "--format", required=True, choices=("bioimageio", "onnx", "savedmodel"), dest="fmt"
+        "--format", required=True, choices=("bioimageio", "onnx", "savedmodel", "h5"), dest="fmt"
     )
-    export.add_argument("--output", "-o", help="file (.zip, .onnx) or folder to write")
+    export.add_argument(
+        "--output", "-o", help="file (.zip, .onnx, .weights.h5 or .h5) or folder to write"
+    )
     export.add_argument("--name", help="bioimage.io: model name")
     export.add_argument("--author", action="append", help="bioimage.io: an author (repeatable)")
     export.add_argument(

@@ -1,4 +1,4 @@
-"""Command line: ``napari-unet train | predict | evaluate | demo | lr-find | frames-meta``.
+"""Command line: ``napari-unet train | finetune | predict | evaluate | demo | lr-find | ...``.
 
 The CLI reads the same YAML config as the napari widgets; flags override it.
 A user error prints one line on stderr and exits with code 2, never a
@@ -17,7 +17,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import demo, evaluate, frames_meta, lr_find, predict, train
+from . import (
+    augment,
+    demo,
+    evaluate,
+    export_model,
+    finetune,
+    frames_meta,
+    lr_find,
+    predict,
+    train,
+)
 from .common import EXIT_FAULT, EXIT_USER_ERROR, CommandHandler, Parser, run_command
 
 __all__ = [
@@ -30,7 +40,17 @@ __all__ = [
 ]
 
 #: The command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = (train, predict, evaluate, demo, lr_find, frames_meta)
+COMMAND_MODULES = (
+    train,
+    finetune,
+    predict,
+    evaluate,
+    export_model,
+    demo,
+    lr_find,
+    frames_meta,
+    augment,
+)
 
 #: Sub-command name to its handler.
 COMMANDS: dict[str, CommandHandler] = {m.NAME: m.run for m in COMMAND_MODULES}

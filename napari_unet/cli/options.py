@@ -157,7 +157,7 @@ def predict_source(path: str) -> Path:
 
 
 def rle_ids(source: Path, count: int) -> list[str]:
-    """``ImageId`` of each predicted slice for an RLE CSV.
+    """Id of each predicted slice: the RLE CSV's first column, the PNG names.
 
     A folder of slices gives its file names without suffix; a single image its
     name; a stack ``<name>_<z>``.
@@ -174,10 +174,10 @@ def rle_ids(source: Path, count: int) -> list[str]:
     list of str
         One id per slice.
     """
-    from ..engine.io.stacks import list_image_files
+    from ..engine.io.pairs import slice_files
 
-    if source.is_dir():
-        stems = [p.stem for p in list_image_files(source)]
+    if source.is_dir():  # a folder of NAME / NAME_mask pairs: the images' names
+        stems = [p.stem for p in slice_files(source)]
         if len(stems) == count:
             return stems
     if count == 1:

@@ -46,7 +46,19 @@ def add_parser(sub: SubParsers) -> None:
     )
     predict.add_argument("--gpu", type=int, help="GPU index to use")
     predict.add_argument(
-        "--probabilities", action="store_true", help="write the float32 probability map"
+        "--probabilities",
+        action="store_true",
+        help="write the float32 probability map (multiclass: every class, (Z, K, Y, X))",
+    )
+    predict.add_argument(
+        "--class",
+        dest="class_name",
+        help="multiclass: write this class alone (name or index) as a mask or probability",
+    )
+    predict.add_argument(
+        "--csv-columns",
+        choices=("img,pixels", "ImageId,EncodedPixels"),
+        help="header of an RLE CSV (default from the model: img,pixels)",
     )
     predict.add_argument("--threshold", type=float, help="mask threshold (default from model)")
     predict.add_argument("--tile-size", type=int)
@@ -73,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
         The exit code (0).
     """
     from ..engine.inference.predict import predict
-    from ..engine.io.export import prediction_target, write_prediction
-    from ..engine.io.stacks import read_stack
+    from ..engine.io.export import prediction_target
+    from ..engine.io.sources import read_predict_images
+    from ..engine.io.task_export import check_task_output, npy_channel_layout, write_task_prediction
     from ..engine.model.devices import configure_devices_for_model
     from ..engine.model.model_folder import load_model
 
@@ -82,16 +95,26 @@ def run(args: argparse.Namespace) -> int:
         return run_blockwise_predict(args, progress_printer(args.quiet))
     output, _ = prediction_target(args.output, args.probabilities, args.overwrite)
     source = predict_source(args.input)
-    images = read_stack(source)
     configure_devices_for_model(args.model, args.gpu)
     model = load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
+    task = model.config.model.task
+    check_task_output(args.output, task, args.probabilities, args.class_name)
+    images, frame_ids = read_predict_images(source, model.config)
     config = predict_config(model, args)
     result = predict(model, images, config, callback=progress_printer(args.quiet))
-    if args.probabilities:
-        write_prediction(args.output, probability=result.probability, overwrite=args.overwrite)
-    else:
-        ids = rle_ids(source, result.probability.shape[0])
-        write_prediction(args.output, mask01=result.mask(), overwrite=args.overwrite, ids=ids)
+    count = result.probability.shape[0]
+    ids = frame_ids or rle_ids(source, count)  # Kaggle img ids, PNG names: the inputs'
+    write_task_prediction(
+        args.output,
+        result,
+        probabilities=args.probabilities,
+        class_name=args.class_name,
+        ids=ids,
+        names=ids if (frame_ids or source.is_dir()) else None,
+        csv_columns=args.csv_columns or config.csv_columns,
+        channel_axis=npy_channel_layout(source),
+        overwrite=args.overwrite,
+    )
     if not args.quiet:
         print(f"wrote {output} {result.probability.shape}", file=sys.stderr)
     return 0
