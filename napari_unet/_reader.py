@@ -6,8 +6,8 @@ the engine's :mod:`~napari_unet.engine.io.stacks` and decides Labels vs Image fr
 data and the name (:func:`looks_like_labels`): a binary stack (bool, or two values 0/1 or
 0/255) is a mask whatever its name; integer data named with a whole-word hint (``mask``,
 ``masks``, ``label``, ``labels``, ``seg``, ``gt``...; not ``unlabeled``) is a Labels layer;
-everything else opens as an Image layer with 1st/99.8th percentile contrast limits. Stacks larger than
-:data:`LAZY_BYTES` open lazily (dask, slice by slice).
+everything else opens as an Image layer with 1st/99.8th percentile contrast limits.
+Stacks larger than :data:`LAZY_BYTES` open lazily (dask, slice by slice).
 
 A file that looks like ours but cannot be read (truncated TIFF, corrupt PNG)
 gives a napari error notification with a one-line reason, and the reader

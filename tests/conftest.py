@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from napari_unet.engine.config import Config
 from napari_unet.engine.data.synthetic import synthetic_em
+from napari_unet.widgets.tf_loader import keep_symbols_local
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# TensorFlow's static build exports its private LLVM process-wide (RTLD_GLOBAL); the GUI
+# tests later load Mesa's OpenGL driver, which would then call TensorFlow's LLVM and
+# corrupt the heap ("free(): invalid pointer" and exit 134 when the interpreter exits).
+# Keep TensorFlow's symbols local before any test imports it, as the plugin does
+# (napari_unet/widgets/tf_loader.py); tests/test_tf_loader.py checks both orders.
+keep_symbols_local()
+# precision: auto measures once per machine and network and caches it in the user's cache
+# folder; the tests measure in a folder of their own (also for the CLI subprocesses)
+os.environ.setdefault("NAPARI_UNET_CACHE", tempfile.mkdtemp(prefix="napari-unet-test-cache-"))
 
 
 def tiny_config(tmp_path, **train) -> Config:
@@ -110,9 +122,13 @@ def viewer_with_em(make_napari_viewer, em_stack):
 
 
 @pytest.fixture
-def unet_dock(viewer_with_em, qtbot, tmp_path):
-    """The U-Net dock docked in `viewer_with_em`, set up for tiny, fast runs."""
+def unet_dock(viewer_with_em, qtbot, tmp_path, monkeypatch):
+    """The U-Net dock docked in `viewer_with_em`, set up for tiny, fast runs (in a
+    working folder of its own: autosaves of models without a project land there)."""
     from napari_unet.widgets.dock import UNetDock
+
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path / "cwd")
 
     dock = UNetDock(viewer_with_em)
     viewer_with_em.window.add_dock_widget(dock, name="U-Net")
@@ -120,28 +136,6 @@ def unet_dock(viewer_with_em, qtbot, tmp_path):
     yield dock
     dock.shutdown()
     qtbot.waitUntil(lambda: not dock.jobs.running(), timeout=120_000)
-
-
-# --------------------------------------------------------------------------- process exit
-# TensorFlow and Qt both register native clean-up at interpreter exit; after a GUI test
-# that ran a model, their teardown order can abort the process ("free(): invalid pointer",
-# exit 134) after every test has passed and the summary is printed. End the process
-# directly with pytest's own exit status once pytest is done with it.
-_EXIT_STATUS: list[int] = []
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS.append(int(exitstatus))
-
-
-def pytest_unconfigure(config):
-    if not _EXIT_STATUS or "tensorflow" not in __import__("sys").modules:
-        return
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_EXIT_STATUS[-1])
 
 
 @pytest.fixture

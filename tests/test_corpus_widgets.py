@@ -63,6 +63,7 @@ def test_predict_and_preview_every_corpus_array(unet_dock, qtbot, trained_model_
         start = len(notifications.messages("error"))
         before_names = set(_state(viewer))
         _finish(qtbot, tab.predict())
+        qtbot.waitUntil(lambda: not tab.labels_writer.busy, timeout=TIMEOUT)  # labels written
         errors = _new_errors(notifications, start)
         added = set(_state(viewer)) - before_names
         assert len(errors) <= 1 and all("Traceback" not in e for e in errors), (name, errors)

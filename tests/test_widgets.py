@@ -190,7 +190,13 @@ def test_shape_mismatch_notifies_and_changes_nothing(unet_dock, viewer_with_em, 
 
 
 def test_same_layer_as_image_and_mask_is_refused(unet_dock, viewer_with_em, notifications):
-    unet_dock.data_tab.mask.value = viewer_with_em.layers["em"]
+    data = unet_dock.data_tab
+    # the mask picker never offers the image layer itself...
+    assert "em" not in [layer.name for layer in data.mask.choices]
+    with pytest.raises(ValueError):
+        data.mask.value = viewer_with_em.layers["em"]
+    # ...and training refuses the pair should it arrive another way
+    data.mask.native.setItemData(0, viewer_with_em.layers["em"])
     assert unet_dock.train_tab.train() is None
     assert "two different layers" in notifications.messages("error")[0]
 
@@ -350,6 +356,8 @@ def _predict(dock, qtbot, model_dir):
     with qtbot.waitSignal(job.worker.finished, timeout=TRAIN_TIMEOUT):
         pass
     qtbot.waitUntil(lambda: job.finished)
+    # the labels are thresholded in a worker too (keeping edited slices)
+    qtbot.waitUntil(lambda: not tab.labels_writer.busy, timeout=TRAIN_TIMEOUT)
     return tab
 
 

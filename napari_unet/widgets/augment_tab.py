@@ -165,6 +165,8 @@ class AugmentTab(QWidget):
         inner_layout.addWidget(Container(widgets=[self.enabled, self.flips, self.rot90]).native)
         for box in (self.affine_group, self.elastic_group, self.intensity_group):
             inner_layout.addWidget(box)
+        self._inner_layout = inner_layout
+        self._advanced_index = inner_layout.count()
         inner_layout.addWidget(
             Container(widgets=[self.preview_count, self.preview_button], labels=True).native
         )
@@ -184,6 +186,10 @@ class AugmentTab(QWidget):
         ):
             toggle.changed.connect(self._update_enabled)
         self._update_enabled()
+
+    def add_advanced(self, panel: QWidget) -> None:
+        """Place the generated Advanced section (augmentation fields without a widget here)."""
+        self._inner_layout.insertWidget(self._advanced_index, panel)
 
     def _update_enabled(self) -> None:
         on = self.enabled.value

@@ -1,16 +1,31 @@
-"""Data tab: which layers to train on, validation, patch size and normalization."""
+"""Data tab: which layers to train on, validation, patch size and normalization.
+
+The mask picker offers Labels layers first and never the chosen image layer
+itself. The data files named by a loaded config are listed under the pickers,
+with a button that opens them as layers (see :mod:`.config_io`); the data
+section's other fields are in the generated Advanced section.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, RadioButtons, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
 from napari.layers import Image, Labels
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from napari_unet.engine.config import DataConfig, TrainConfig
 
-from .layer_utils import check_same_grid, layer_choices, require_layer
+from .layer_utils import check_same_grid, layer_choices, require_layer, same_layer
 
 if TYPE_CHECKING:
     import napari
@@ -73,9 +88,10 @@ class DataTab(QWidget):
         )
         self.normalization = ComboBox(
             label="Normalization",
-            choices=["stack", "slice"],
+            choices=list(get_args(DataConfig.model_fields["normalization"].annotation)),
             value=data_defaults.normalization,
-            tooltip="Percentile normalization over the whole stack or slice by slice",
+            tooltip="Percentile normalization over the whole stack or slice by slice "
+            "('none': the data is already normalized)",
         )
         low, high = data_defaults.percentiles
         self.percentile_low = FloatSpinBox(
@@ -102,26 +118,79 @@ class DataTab(QWidget):
             labels=True,
         )
         self.val_mode.changed.connect(self._update_visibility)
-        for picker in (self.image, self.mask):
-            picker.changed.connect(self._update_summary)
+        self.image.changed.connect(self._image_changed)
+        self.val_image.changed.connect(lambda *_: self.val_mask.reset_choices())
+        self.mask.changed.connect(self._update_summary)
+        self._mask_chosen = False
+        self.mask.native.activated.connect(self._on_mask_activated)
+        self.config_data_label = QLabel("")
+        self.config_data_label.setWordWrap(True)
+        self.open_data_button = PushButton(text="Open the config's data as layers")
+        self.open_data_button.visible = False
+        self.config_data_label.setVisible(False)
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
+        layout.addWidget(self.config_data_label)
+        layout.addWidget(self.open_data_button.native)
+        self._advanced_index = layout.count()
         layout.addStretch(1)
+        self._layout = layout
         self._update_visibility()
-        self._update_summary()
+        self._image_changed()
 
     # ----------------------------------------------------------------- choices
 
     def _images(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return layer_choices(self.viewer, [Image])
 
-    def _masks(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return layer_choices(self.viewer, [Labels, Image])
+    def _masks(self, widget: Any = None) -> list[tuple[str, Any]]:
+        """Labels layers first, then Image layers; never the image picked beside it."""
+        if widget is not None and widget is getattr(self, "val_mask", None):
+            image = self.val_image.value
+        else:
+            image = getattr(self, "image", None) and self.image.value
+        return [
+            (name, layer)
+            for name, layer in layer_choices(self.viewer, [Labels, Image])
+            if not same_layer(layer, image)
+        ]
 
     def reset_choices(self) -> None:
         """Refresh the layer pickers from the viewer's layer list."""
         self.form.reset_choices()
+        self._image_changed()
+
+    def _image_changed(self, *_: Any) -> None:
+        self.mask.reset_choices()  # the new image is not a mask choice
+        if not self._mask_chosen and not isinstance(self.mask.value, Labels):
+            labels = [layer for _, layer in self._masks(self.mask) if isinstance(layer, Labels)]
+            if labels:  # a Labels layer appeared: it is the mask unless the user chose one
+                self.mask.value = labels[0]
         self._update_summary()
+
+    def _on_mask_activated(self, *_: Any) -> None:
+        """The user picked a mask in the combo box (not a refresh): keep that choice."""
+        self._mask_chosen = True
+
+    def add_advanced(self, panel: QWidget) -> None:
+        """Place the generated Advanced section of the data fields under the pickers."""
+        self._layout.insertWidget(self._advanced_index, panel)
+
+    def show_config_data(self, paths: dict[str, str | None]) -> None:
+        """List the data files a loaded config names (``{"images": path, ...}``)."""
+        named = {role: path for role, path in paths.items() if path}
+        if not named:
+            self.config_data_label.setVisible(False)
+            self.open_data_button.visible = False
+            return
+        lines = [
+            f"{role}: {Path(path).name}" + ("" if Path(path).exists() else " (missing)")
+            for role, path in named.items()
+        ]
+        self.config_data_label.setText("Config data — " + "; ".join(lines))
+        self.config_data_label.setToolTip("\n".join(f"{r}: {p}" for r, p in named.items()))
+        self.config_data_label.setVisible(True)
+        self.open_data_button.visible = any(Path(p).exists() for p in named.values())
 
     def _update_visibility(self) -> None:
         explicit = self.val_mode.value == VAL_LAYERS
@@ -154,7 +223,7 @@ class DataTab(QWidget):
         """
         image = require_layer(self.image.value, "an image layer on the Data tab")
         mask = require_layer(self.mask.value, "a mask layer on the Data tab")
-        if mask is image:
+        if same_layer(mask, image):
             from napari_unet.engine.errors import UserInputError
 
             raise UserInputError("the image and the mask must be two different layers")

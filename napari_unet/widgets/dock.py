@@ -2,20 +2,27 @@
 
 The dock owns what the tabs share: the viewer, the background jobs, the
 current model folder (trained here or loaded on Predict), a cache of the
-loaded Keras model and the overwrite policy. The tabs reach it only through
-a :class:`~.dock_context.DockContext` (and the sibling tabs they need).
-Opening it imports neither TensorFlow nor any engine module that needs it.
+loaded Keras model, the overwrite policy and the settings: the base config
+(loaded with "Load config…", else the defaults) and the widgets bound to its
+fields (see :mod:`.settings`), including the generated Advanced sections.
+"Load config…"/"Save config…" read and write the YAML file the CLI uses. The
+tabs reach the dock only through a :class:`~.dock_context.DockContext` (and
+the sibling tabs they need). Opening it imports neither TensorFlow nor any
+engine module that needs it.
 """
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicgui.widgets import Container, PushButton
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
     QApplication,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -24,6 +31,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_unet.engine.config import Config
+
+from .advanced_panel import AdvancedPanel
 from .augment_tab import AugmentTab
 from .data_tab import DataTab
 from .dock_context import DockContext
@@ -36,9 +46,20 @@ from .workers import JobRegistry
 if TYPE_CHECKING:
     import napari
 
-    from napari_unet.engine.config import Config, PredictConfig
+    from napari_unet.engine.config import PredictConfig
 
-__all__ = ["UNetDock"]
+    from .settings import Bound
+
+__all__ = ["UNetDock", "open_docks"]
+
+#: Every U-Net dock not yet closed (the YAML reader loads a dropped config into one).
+_OPEN_DOCKS: weakref.WeakSet[UNetDock] = weakref.WeakSet()
+_OPENED = itertools.count()
+
+
+def open_docks() -> list[UNetDock]:
+    """The U-Net docks that are open, oldest first."""
+    return sorted(_OPEN_DOCKS, key=lambda dock: dock.opened_at)
 
 
 class UNetDock(QWidget):
@@ -57,6 +78,13 @@ class UNetDock(QWidget):
     allow_overwrite
         None: ask with a dialog before replacing a file; True/False: answer
         without asking (scripts, tests).
+    open_config_layers
+        None: ask whether to open a loaded config's data files as layers;
+        True/False: answer without asking.
+    base_config
+        The config the settings start from: the last one loaded, else the defaults.
+    bindings
+        ``{dotted key: Bound}``: the widget of every config field the dock shows.
     """
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -65,6 +93,11 @@ class UNetDock(QWidget):
         self.jobs = JobRegistry()
         self.config_overrides: dict[str, Any] = {}
         self.allow_overwrite: bool | None = None
+        self.open_config_layers: bool | None = None
+        self.base_config = Config()
+        self.bindings: dict[str, Bound] = {}
+        self.loading_config = False
+        self.opened_at = next(_OPENED)
         self.trained_dir: Path | None = None
         self.model_dir: Path | None = None
         self._model_cache: tuple[tuple[str, float], Any] | None = None
@@ -82,6 +115,7 @@ class UNetDock(QWidget):
             remember_model=self.remember_model,
             confirm_overwrite=self.confirm_overwrite,
             main_window=self.main_window,
+            set_value=self.set_value,
         )
 
         self.tabs = QTabWidget()
@@ -100,11 +134,24 @@ class UNetDock(QWidget):
             (self.loop_tab, "Correct & retrain"),
         ):
             self.tabs.addTab(tab, title.replace("&", "&&"))  # a literal '&', not a shortcut
+        self._bind_settings()
+        self.load_button = PushButton(text="Load config…", tooltip="Read a YAML config")
+        self.save_button = PushButton(
+            text="Save config…", tooltip="Write the settings as a YAML config (napari-unet train)"
+        )
+        self.load_button.changed.connect(self._on_load_clicked)
+        self.save_button.changed.connect(self._on_save_clicked)
+        self.data_tab.open_data_button.changed.connect(lambda *_: self.open_config_data())
+        config_row = Container(
+            widgets=[self.load_button, self.save_button], layout="horizontal", labels=False
+        )
+        config_row.margins = (0, 0, 0, 0)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(config_row.native)
         layout.addWidget(self.tabs)
         layout.addWidget(self.status_label)
         self.setMinimumWidth(360)
@@ -126,6 +173,90 @@ class UNetDock(QWidget):
         self._main_window_ref: weakref.ref[QMainWindow] | None = None  # no cycle to the window
         self._closed = False
         self.refresh_layers()
+        _OPEN_DOCKS.add(self)
+
+    def _bind_settings(self) -> None:
+        """Bind every config field to a widget: the tabs' own, then generated Advanced ones."""
+        from .settings import editor_binding, visible_bindings, wire_model_preset
+
+        visible = visible_bindings(self)
+        shown = {bound.key for bound in visible}
+        panels = (
+            (self.data_tab, AdvancedPanel(["data"], shown)),
+            (self.augment_tab, AdvancedPanel(["augment"], shown)),
+            (self.train_tab, AdvancedPanel(None, shown, others=["data", "augment"])),
+        )
+        self.bindings = {bound.key: bound for bound in visible}
+        for tab, panel in panels:
+            tab.add_advanced(panel)
+            self.bindings.update({k: editor_binding(k, e) for k, e in panel.editors.items()})
+        self.advanced_panels = [panel for _, panel in panels]
+        wire_model_preset(self)
+        preview = self.train_tab.schedule_preview
+        for bound in self.bindings.values():
+            bound.on_change(preview.schedule_refresh)
+        preview.refresh()
+
+    # ----------------------------------------------------------------- config files
+
+    def load_config(self, path: str | Path) -> Config | None:
+        """Load a YAML config (the CLI's format) into every tab.
+
+        Fields no widget shows are kept as loaded; if the config's data files
+        exist they can be opened as layers (see :attr:`open_config_layers`).
+
+        Returns
+        -------
+        Config or None
+            The loaded config, or None if it could not be read (a notification
+            says why; nothing changed).
+        """
+        from .config_io import load_into_dock
+
+        return load_into_dock(self, path)
+
+    def save_config(self, path: str | Path) -> Path | None:
+        """Write the current settings as a YAML config for ``napari-unet train``.
+
+        Returns
+        -------
+        Path or None
+            The file written (``.yaml`` appended if needed), or None if nothing
+            was written (a notification says why).
+        """
+        from .config_io import save_from_dock
+
+        return save_from_dock(self, path)
+
+    def open_config_data(self) -> dict[str, Any]:
+        """Open the base config's data files as layers and choose them on the Data tab."""
+        from .config_io import open_config_data
+
+        return open_config_data(self)
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Show `value` in the widget of the dotted config `key` (as a user edit)."""
+        if key not in self.bindings:
+            raise KeyError(f"no widget shows the config field {key!r}")
+        self.bindings[key].show(value)
+
+    def _on_load_clicked(self, *_: Any) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load a U-Net config", str(Path.cwd()), "YAML config (*.yaml *.yml)"
+        )
+        if path:
+            self.load_config(path)
+
+    def _on_save_clicked(self, *_: Any) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Save the settings as a U-Net config",
+            str(Path.cwd() / "unet-config.yaml"),
+            "YAML config (*.yaml *.yml)",
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )
+        if path:
+            self.save_config(path)
 
     # ----------------------------------------------------------------- shared state
 
@@ -217,6 +348,7 @@ class UNetDock(QWidget):
         if self._closed:
             return
         self._closed = True
+        _OPEN_DOCKS.discard(self)
         window = self._main_window_ref() if self._main_window_ref is not None else None
         if window is not None:
             try:

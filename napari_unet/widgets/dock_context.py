@@ -10,7 +10,7 @@ retrain) are passed to it explicitly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +56,9 @@ class DockContext:
         ``confirm_overwrite(target)``: may `target` be replaced (asks the user)?
     main_window
         The viewer's main window once the dock is docked in it, else None.
+    set_value
+        ``set_value(key, value)``: show `value` in the widget of the dotted config
+        key (e.g. the learning-rate finder's suggestion), as if the user typed it.
     """
 
     viewer: napari.Viewer
@@ -70,6 +73,7 @@ class DockContext:
     remember_model: Callable[[Path, Any], None]
     confirm_overwrite: Callable[[Path], bool]
     main_window: Callable[[], QMainWindow | None]
+    set_value: Callable[[str, Any], None] = field(default=lambda key, value: None)
 
 
 class Predictor(Protocol):
@@ -83,11 +87,15 @@ class Predictor(Protocol):
         The image-layer picker (``.value``).
     probability_layer
         The last ``<image> probability`` layer written, or None.
+    edits
+        The :class:`~.loop_edits.EditTracker` of the labels layers (which slices the
+        user edited or reviewed; a new prediction keeps them).
     """
 
     threshold: Any
     image: Any
     probability_layer: Any
+    edits: Any
 
     def predict(self) -> Job | None:
         """Predict the chosen image with the chosen model (None if it cannot start)."""

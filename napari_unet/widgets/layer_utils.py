@@ -3,12 +3,20 @@
 Everything here runs on the main (Qt) thread and is cheap: shapes are checked
 without loading lazy data, and arrays handed to workers are copies (or lazy
 arrays), so that painting on a layer cannot change data a worker is reading.
+
+Layers are compared by napari's ``unique_id`` (:func:`same_layer`, :func:`layer_key`),
+never with ``is``: a dock opened from the Plugins menu gets a proxy of the viewer whose
+``viewer.layers[name]`` and ``add_labels`` return proxies of the layers, while iterating
+``viewer.layers`` gives the layers themselves.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+import sys
+import sysconfig
+from collections.abc import Hashable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,12 +34,22 @@ __all__ = [
     "check_same_grid",
     "current_slice",
     "default_model_dir",
+    "find_layer",
+    "is_lazy_layer",
+    "is_user_writable",
     "layer_choices",
+    "layer_data",
     "layer_in_viewer",
+    "layer_key",
     "layer_stack_shape",
     "require_layer",
     "safe_name",
+    "same_layer",
+    "slice_axis",
     "snapshot",
+    "stack_view",
+    "unwrap",
+    "user_folder",
 ]
 
 
@@ -44,9 +62,43 @@ def layer_choices(viewer: napari.Viewer, kinds: Iterable[type]) -> list[tuple[st
     return choices
 
 
+def unwrap(obj: Any) -> Any:
+    """The napari object behind a plugin proxy (``PublicOnlyProxy``), else `obj` itself."""
+    return getattr(obj, "__wrapped__", obj) if obj is not None else None
+
+
+def layer_key(layer: Layer) -> Hashable:
+    """A key that is the same for a layer and every proxy of it (napari's ``unique_id``)."""
+    key = getattr(layer, "unique_id", None)
+    return key if key is not None else id(unwrap(layer))
+
+
+def same_layer(a: Layer | None, b: Layer | None) -> bool:
+    """True if `a` and `b` are the same layer (either may be a proxy, or None)."""
+    if a is None or b is None:
+        return False
+    return unwrap(a) is unwrap(b) or layer_key(a) == layer_key(b)
+
+
+def find_layer(viewer: napari.Viewer, layer: Layer | None) -> Layer | None:
+    """The viewer's own layer object for `layer` (or a proxy of it), None if it is gone."""
+    if layer is None:
+        return None
+    key = layer_key(layer)
+    for other in viewer.layers:
+        if unwrap(other) is unwrap(layer) or layer_key(other) == key:
+            return other
+    return None
+
+
 def layer_in_viewer(viewer: napari.Viewer, layer: Layer | None) -> bool:
-    """True if `layer` is (still) one of the viewer's layers."""
-    return layer is not None and any(layer is other for other in viewer.layers)
+    """True if `layer` (or the layer behind a proxy) is still one of the viewer's layers."""
+    return find_layer(viewer, layer) is not None
+
+
+def is_lazy_layer(layer: Layer) -> bool:
+    """True if the layer's (level-0) data is not in memory (dask, zarr, ...)."""
+    return not isinstance(_level0(layer), np.ndarray)
 
 
 def require_layer(layer: Layer | None, what: str) -> Layer:
@@ -56,11 +108,15 @@ def require_layer(layer: Layer | None, what: str) -> Layer:
     return layer
 
 
-def _level0(layer: Layer) -> Any:
+def layer_data(layer: Layer) -> Any:
+    """The layer's data (level 0 of a multiscale layer), neither copied nor loaded."""
     data = layer.data
     if getattr(layer, "multiscale", False):
         data = data[0]
     return data
+
+
+_level0 = layer_data
 
 
 def layer_stack_shape(layer: Layer) -> tuple[int, int, int]:
@@ -98,6 +154,36 @@ def check_same_grid(image: Layer, mask: Layer) -> None:
         f"layer {image.name!r}",
         f"layer {mask.name!r}",
     )
+
+
+def slice_axis(shape: tuple[int, ...]) -> int | None:
+    """The axis the tracker counts slices along: Z of a ``(..., Z, Y, X)`` layer, None for 2D."""
+    return len(shape) - 3 if len(shape) >= 3 else None
+
+
+def stack_view(data: Any) -> Any:
+    """`data` as a ``(Z, Y, X)`` stack without copying: 2D gets a slice axis, singleton
+    leading axes of a 4D+ layer are indexed away."""
+    shape = tuple(data.shape)
+    if len(shape) == 2:
+        return data[None] if isinstance(data, np.ndarray) else _Lifted(data)
+    if len(shape) > 3 and not isinstance(data, np.ndarray) and not hasattr(data, "compute"):
+        import dask.array as da  # zarr would read the whole volume on data[0]
+
+        data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))
+    while len(shape) > 3 and shape[0] == 1:
+        data, shape = data[0], shape[1:]
+    return data
+
+
+class _Lifted:
+    """A 2D lazy array seen as one slice (``view[0]`` is the array)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data, self.shape, self.dtype = data, (1, *data.shape), data.dtype
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.data if index == 0 else self.data[index]
 
 
 def snapshot(layer: Layer) -> Any:
@@ -166,3 +252,40 @@ def default_model_dir(parent: str | Path, image_name: str) -> Path:
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def _package_roots() -> list[Path]:
+    roots = [Path(__file__).resolve().parents[1]]  # the installed napari_unet package
+    for key in ("purelib", "platlib"):
+        try:
+            roots.append(Path(sysconfig.get_paths()[key]).resolve())
+        except (KeyError, OSError):
+            pass
+    roots.append(Path(sys.prefix).resolve())
+    return roots
+
+
+def is_user_writable(folder: str | Path) -> bool:
+    """True if `folder` can hold the user's files: not inside the installed package or the
+    Python installation, and its nearest existing parent is writable."""
+    try:
+        path = Path(folder).expanduser().resolve()
+    except OSError:
+        return False
+    for root in _package_roots():
+        if path == root or root in path.parents:
+            return False
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def user_folder(name: str = "napari-unet-models") -> Path:
+    """``~/<name>``, or ``./<name>`` if the home folder cannot be written."""
+    home = Path.home()
+    if is_user_writable(home):
+        return home / name
+    return Path.cwd() / name

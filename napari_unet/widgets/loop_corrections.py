@@ -1,16 +1,18 @@
 """Corrections section of the Correct & retrain tab: which slices the user corrected.
 
-The section tracks which slices of a corrections Labels layer (usually
-``<image> prediction``) the user changed, by comparing the layer with a copy
-taken when the prediction appeared; slices can also be marked as reviewed.
-It also shows the layer's annotation convention and converts it to the
-sparse one (0 unlabeled, 1 background, 2 foreground).
+The section shows which slices of a corrections Labels layer (usually
+``<image> prediction``) the user changed, as the Predict tab's
+:class:`~.loop_edits.EditTracker` knows them (per-slice digests against the
+prediction, no copy of the volume); slices can also be marked as reviewed.
+It also shows the layer's annotation convention (from a sample of lazy layers,
+in a worker) and converts it to the sparse one (0 unlabeled, 1 background,
+2 foreground).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,23 +27,27 @@ from . import notify
 from .layer_utils import (
     add_or_update_layer,
     current_slice,
+    find_layer,
+    is_lazy_layer,
     layer_choices,
-    layer_in_viewer,
+    layer_key,
     require_layer,
-    snapshot,
+    stack_view,
 )
+from .loop_edits import EditTracker
 from .loop_section import LoopSection, row
 
 if TYPE_CHECKING:
     import napari
+
+    from .workers import JobRegistry
 
 __all__ = [
     "SPARSE_ALL",
     "SPARSE_CURRENT",
     "SPARSE_LISTED",
     "CorrectionsPanel",
-    "EditTrack",
-    "changed_slices",
+    "label_values",
 ]
 
 SPARSE_CURRENT = "current slice"
@@ -56,32 +62,42 @@ _CONVENTION_TEXT = {
 }
 
 
-def changed_slices(data: np.ndarray, baseline: np.ndarray | None) -> list[int]:
-    """Indices of the slices (axis 0 of a stack; 0 for a 2D layer) where `data`
-    differs from `baseline`."""
-    data = np.asarray(data)
-    if baseline is None or baseline.shape != data.shape:
-        return []
-    if data.ndim < 3:
-        return [0] if not np.array_equal(data, baseline) else []
-    differs = (data != baseline).reshape(data.shape[0], -1).any(axis=1)
-    return [int(z) for z in np.flatnonzero(differs)]
+#: Pixels of an in-memory layer read whole for its convention (beyond: a sample).
+_WHOLE_PIXELS = 2**24
 
 
-@dataclass
-class EditTrack:
-    """What the tab knows about one corrections layer.
+def label_values(data: Any, slices: list[int]) -> np.ndarray:
+    """The values of a labels stack: all of a small in-memory one; else those of
+    `slices` (the painted ones, at most 8) plus a strided sample of the stack.
 
-    Attributes
-    ----------
-    baseline
-        Copy of the data as predicted (edits are differences to it).
-    reviewed
-        Slices marked as reviewed (correct as they are), or restored as edited.
+    Lazy stacks are read slice by slice (call this from a worker).
     """
+    view = stack_view(data)
+    if isinstance(view, np.ndarray) and view.size <= _WHOLE_PIXELS:
+        return _unique(view)
+    n = int(view.shape[0])
+    chosen = sorted(set(slices))[:8] or [n // 2]
+    parts = [_unique(np.asarray(view[z])) for z in chosen]
+    if isinstance(view, np.ndarray):
+        step = max(1, int(np.ceil((view.size / _WHOLE_PIXELS) ** 0.5)))
+        parts.append(_unique(view[:, ::step, ::step]))
+    else:
+        parts += [_unique(np.asarray(view[z])[::4, ::4]) for z in (0, n - 1) if z not in chosen]
+    return np.unique(np.concatenate(parts))
 
-    baseline: np.ndarray | None
-    reviewed: set[int] = field(default_factory=set)
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype.kind in "ub" and flat.dtype.itemsize <= 2:
+        return np.flatnonzero(np.bincount(flat.astype(np.intp, copy=False)))  # O(n), no sort
+    return np.unique(flat)
+
+
+def convention_job(data: Any, slices: list[int]) -> str:
+    """The annotation convention of a (lazy) labels stack (runs in a worker)."""
+    from napari_unet.engine.inference.postprocess import annotation_convention
+
+    return annotation_convention(label_values(data, slices))
 
 
 class CorrectionsPanel(LoopSection):
@@ -91,14 +107,26 @@ class CorrectionsPanel(LoopSection):
     ----------
     viewer
         The napari viewer whose layers are offered and tracked.
+    edits
+        The edit tracker shared with the Predict tab.
+    jobs
+        The dock's job registry (conventions of lazy layers are found in a worker).
     """
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        edits: EditTracker,
+        jobs: JobRegistry,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__("Corrections", parent)
         self.viewer = viewer
-        self._tracks: dict[int, EditTrack] = {}
-        self._connected: list[tuple[Any, Any]] = []
-        self._known_layers: set[int] = {id(layer) for layer in viewer.layers}
+        self.edits = edits
+        self.jobs = jobs
+        self._known_layers: set[Hashable] = {layer_key(layer) for layer in viewer.layers}
+        self._conventions: dict[Hashable, tuple[str, str]] = {}  # key -> (state, convention)
+        self._convention_jobs: set[Hashable] = set()
         self._closed = False
 
         self.corrections = ComboBox(
@@ -148,6 +176,7 @@ class CorrectionsPanel(LoopSection):
         self._edits_timer.setSingleShot(True)
         self._edits_timer.setInterval(300)
         self._edits_timer.timeout.connect(self.refresh_edits)
+        self.edits.changed.connect(self._edits_timer.start)
         self._on_corrections_changed()
 
     # ----------------------------------------------------------------- choices
@@ -163,8 +192,8 @@ class CorrectionsPanel(LoopSection):
         selected as the corrections layer (and its copy taken)."""
         if self._closed:
             return
-        new = [layer for layer in self.viewer.layers if id(layer) not in self._known_layers]
-        self._known_layers = {id(layer) for layer in self.viewer.layers}
+        new = [layer for layer in self.viewer.layers if layer_key(layer) not in self._known_layers]
+        self._known_layers = {layer_key(layer) for layer in self.viewer.layers}
         self.corrections_form.reset_choices()
         predictions = [
             layer
@@ -173,20 +202,16 @@ class CorrectionsPanel(LoopSection):
         ]
         if predictions:
             self.corrections.value = predictions[-1]
-        live = {id(layer) for layer in self.viewer.layers}
-        for key in [k for k in self._tracks if k not in live]:
-            del self._tracks[key]
+        self.edits.forget(self.viewer.layers)
         self._on_corrections_changed()
 
     def corrections_layer(self) -> Labels | None:
         """The chosen corrections layer, if it is still in the viewer."""
-        layer = self.corrections.value
-        return layer if layer_in_viewer(self.viewer, layer) else None
+        return find_layer(self.viewer, self.corrections.value)
 
     def image_layer(self) -> Image | None:
         """The chosen image layer, if it is still in the viewer."""
-        layer = self.image.value
-        return layer if layer_in_viewer(self.viewer, layer) else None
+        return find_layer(self.viewer, self.image.value)
 
     def _on_corrections_changed(self, *_: Any) -> None:
         layer = self.corrections_layer()
@@ -200,44 +225,19 @@ class CorrectionsPanel(LoopSection):
 
     # ----------------------------------------------------------------- edit tracking
 
-    def track(self, layer: Labels) -> EditTrack:
-        """The EditTrack of `layer`; the first call takes its baseline copy."""
-        track = self._tracks.get(id(layer))
-        if track is None:
-            track = EditTrack(baseline=np.array(snapshot(layer)))
-            self._tracks[id(layer)] = track
-            for emitter, slot in (
-                (layer.events.data, self._on_layer_data),
-                (getattr(layer.events, "paint", None), self._on_layer_paint),
-            ):
-                if emitter is not None:
-                    emitter.connect(slot)
-                    self._connected.append((emitter, slot))
-        return track
-
-    def _on_layer_data(self, event: Any) -> None:
-        """New data set on a tracked layer (a new prediction, a re-threshold): new copy."""
-        layer = getattr(event, "source", None)
-        track = self._tracks.get(id(layer)) if layer is not None else None
-        if track is not None:
-            track.baseline = np.array(snapshot(layer))
-            track.reviewed.clear()
-        self._edits_timer.start()
-
-    def _on_layer_paint(self, *_: Any) -> None:
-        self._edits_timer.start()
+    def track(self, layer: Labels) -> Any:
+        """The tracker's LayerEdits of `layer` (tracked from now on)."""
+        return self.edits.track(layer)
 
     def edited_slices(self, layer: Labels | None = None) -> list[int]:
-        """Slices of the corrections layer that differ from the copy taken at prediction."""
+        """Slices of the corrections layer that differ from the prediction."""
         layer = layer if layer is not None else self.corrections_layer()
-        if layer is None:
-            return []
-        return changed_slices(np.asarray(snapshot(layer)), self.track(layer).baseline)
+        return [] if layer is None else self.edits.edited_slices(layer)
 
     def reviewed_slices(self, layer: Labels | None = None) -> list[int]:
         """Slices marked as reviewed (or restored as edited) on the corrections layer."""
         layer = layer if layer is not None else self.corrections_layer()
-        return sorted(self.track(layer).reviewed) if layer is not None else []
+        return sorted(self.edits.track(layer).reviewed) if layer is not None else []
 
     def training_slices(self, layer: Labels | None = None) -> list[int]:
         """Corrected and reviewed slices: what fine-tuning learns from."""
@@ -251,24 +251,23 @@ class CorrectionsPanel(LoopSection):
             return None
         if z is None:
             z = current_slice(self.viewer, layer)
-        self.track(layer).reviewed.add(int(z))
+        self.edits.mark_reviewed(layer, [int(z)])
         self.refresh_edits()
         return int(z)
 
     def accept_baseline(self) -> None:
-        """Take a new copy of the corrections layer (forget edits and reviewed marks)."""
+        """Take the corrections layer as it is now as its prediction (forget edits and
+        reviewed marks)."""
         layer = self.corrections_layer()
         if layer is None:
             return
-        track = self.track(layer)
-        track.baseline = np.array(snapshot(layer))
-        track.reviewed.clear()
+        self.edits.accept_baseline(layer)
         self.refresh_edits()
 
     def adopt(self, layer: Labels, reviewed: set[int]) -> None:
         """Make `layer` the corrections layer with `reviewed` counted as corrected."""
-        self.track(layer).reviewed |= reviewed
-        self.corrections.value = layer
+        self.edits.mark_reviewed(layer, reviewed)
+        self.corrections.value = find_layer(self.viewer, layer) or layer
         self.refresh_edits()
 
     def refresh_edits(self) -> None:
@@ -280,10 +279,9 @@ class CorrectionsPanel(LoopSection):
         if layer is None:
             self.convention_label.setText("No corrections layer.")
             return
-        from napari_unet.engine.inference.postprocess import annotation_convention
-
-        convention = annotation_convention(np.asarray(snapshot(layer)))
-        self.convention_label.setText(f"Convention: {_CONVENTION_TEXT[convention]}")
+        convention = self.convention()
+        text = _CONVENTION_TEXT.get(convention, "(being read…)")
+        self.convention_label.setText(f"Convention: {text}")
         edited, reviewed = set(self.edited_slices(layer)), set(self.reviewed_slices(layer))
         for z in sorted(edited | reviewed):
             what = " + ".join(
@@ -292,11 +290,40 @@ class CorrectionsPanel(LoopSection):
             self.edits_list.addItem(f"slice {z}: {what}")
 
     def convention(self) -> str:
-        """``dense``, ``sparse``, ``instances`` or ``empty`` for the corrections layer."""
-        from napari_unet.engine.inference.postprocess import annotation_convention
-
+        """``dense``, ``sparse``, ``instances`` or ``empty`` for the corrections layer
+        (a lazy layer: from a sample read in a worker; ``""`` until it is known)."""
         layer = self.corrections_layer()
-        return "" if layer is None else annotation_convention(np.asarray(snapshot(layer)))
+        if layer is None:
+            return ""
+        edits = self.edits.track(layer)
+        key, state = layer_key(layer), edits.state()
+        known = self._conventions.get(key)
+        if known is not None and known[0] == state:
+            return known[1]
+        painted = sorted(edits.painted)
+        if not is_lazy_layer(layer):
+            convention = convention_job(layer.data, painted)
+            self._conventions[key] = (state, convention)
+            return convention
+        if key not in self._convention_jobs:
+            self._convention_jobs.add(key)
+
+            def done(convention: str) -> None:
+                self._conventions[key] = (state, convention)
+                self._edits_timer.start()
+
+            from .workers import start_job
+
+            start_job(
+                self.jobs,
+                "convention",
+                convention_job,
+                stack_view(layer.data),
+                painted,
+                on_returned=done,
+                on_finished=lambda: self._convention_jobs.discard(key),
+            )
+        return known[1] if known is not None else ""
 
     def _on_edit_double_clicked(self, item: Any) -> None:
         match = re.match(r"slice (\d+)", item.text())
@@ -320,7 +347,11 @@ class CorrectionsPanel(LoopSection):
 
         try:
             layer = require_layer(self.corrections_layer(), "a corrections layer")
-            data = np.asarray(snapshot(layer))
+            if is_lazy_layer(layer):
+                raise UserInputError(
+                    f"{layer.name!r} is read lazily from disk; convert a layer held in memory"
+                )
+            data = np.asarray(layer.data)
             convention = annotation_convention(data)
             if convention == "sparse":
                 raise UserInputError(f"{layer.name!r} is already a sparse annotation")
@@ -362,12 +393,11 @@ class CorrectionsPanel(LoopSection):
     # ----------------------------------------------------------------- closing
 
     def shutdown(self) -> None:
-        """Stop refreshing and disconnect from the tracked layers."""
+        """Stop refreshing and tracking edits."""
         self._closed = True
         self._edits_timer.stop()
-        for emitter, slot in self._connected:
-            try:
-                emitter.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-        self._connected.clear()
+        try:
+            self.edits.changed.disconnect(self._edits_timer.start)
+        except (TypeError, RuntimeError):
+            pass
+        self.edits.shutdown()

@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QWidget
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
-from .layer_utils import layer_stack_shape, require_layer, snapshot
+from .layer_utils import layer_data, layer_stack_shape, require_layer
 from .loop_section import LoopSection, row
 from .loop_versions import VERSION_NAME
 from .loss_plot import LossPlot
@@ -44,6 +44,7 @@ def finetune_job(
     output: Path | None,
     max_minutes: float,
     metadata: dict[str, Any],
+    mask_kind: str,
     stop: threading.Event,
     closing: threading.Event,
 ) -> Generator[Any, None, Any]:
@@ -56,16 +57,18 @@ def finetune_job(
         ensure_tensorflow()  # first: before any engine module can import it
         from napari_unet.engine.training.finetune import finetune_iter
 
+        corrections = np.array(masks)  # the copy is taken here, not on the GUI thread
         return (
             yield from finetune_iter(
                 parent,
                 images,
-                masks,
+                corrections,
                 slices=slices,
                 output=output,
                 max_minutes=max_minutes,
                 stop=stop,
                 metadata=metadata,
+                mask_kind=mask_kind,
             )
         )
 
@@ -158,7 +161,7 @@ class FinetunePanel(LoopSection):
                     "differ in shape"
                 )
             parent = self.versions.current_model_dir()
-            masks = np.asarray(snapshot(layer))
+            masks = layer_data(layer)  # copied in the worker
             convention = corrections.convention()
             slices: list[int] | None = corrections.training_slices(layer)
             if convention == "empty":
@@ -169,13 +172,12 @@ class FinetunePanel(LoopSection):
                 raise UserInputError(
                     "no corrected slices: paint corrections on the layer or mark slices as reviewed"
                 )
-            if convention == "instances":
-                masks = (masks > 0).astype(np.uint8)
+            mask_kind = {"sparse": "sparse", "instances": "instances"}.get(convention, "binary")
             output = self.versions.next_version_path()
         except UserInputError as exc:
             notify.error(str(exc))
             return None
-        images = snapshot(image)
+        images = layer_data(image)  # only read
         metadata = {
             "napari_layers": {"image": image.name, "corrections": layer.name},
             "corrected_slices": corrections.edited_slices(layer),
@@ -202,6 +204,7 @@ class FinetunePanel(LoopSection):
             output,
             minutes,
             metadata,
+            mask_kind,
             on_yielded=self._on_event,
             on_returned=self._on_returned,
             on_errored=self._on_errored,

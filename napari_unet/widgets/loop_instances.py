@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QPushButton, QWidget
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
-from .layer_utils import add_or_update_layer, layer_in_viewer, snapshot
+from .layer_utils import add_or_update_layer, is_lazy_layer, layer_data, layer_in_viewer
 from .loop_section import LoopSection
 from .workers import Job, start_job
 
@@ -87,6 +87,11 @@ class InstancesPanel(LoopSection):
             return None
         try:
             prob = self._probability_layer()
+            if is_lazy_layer(prob):
+                raise UserInputError(
+                    f"{prob.name!r} is read lazily from disk: instances need the whole "
+                    "probability in memory; predict a smaller stack (or a region) for them"
+                )
         except UserInputError as exc:
             notify.error(str(exc))
             return None
@@ -107,7 +112,7 @@ class InstancesPanel(LoopSection):
             self.context.jobs,
             "instances",
             instances_job,
-            np.asarray(snapshot(prob)),
+            layer_data(prob),
             threshold,
             int(self.min_size.value),
             bool(self.fill_holes.value),

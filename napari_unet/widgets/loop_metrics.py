@@ -3,7 +3,12 @@
 "Compute metrics" compares ``<image> probability`` with a ground-truth Labels
 layer slice by slice (worst first, with change columns against the previous
 model version); "Rank by uncertainty" orders the slices by how unsure the
-model is. Both run in workers and fill the :class:`.MetricsTable`.
+model is. Both run in workers, read the layers one slice at a time (lazy stacks
+stay on disk) and fill the :class:`.MetricsTable`.
+
+A sparse ground truth (0 unlabeled, 1 background, 2 foreground) is scored on its
+labelled pixels only, and slices without labels are left out
+(:func:`~napari_unet.engine.evaluation.annotation_evaluation.evaluate_annotation`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from qtpy.QtWidgets import QLabel, QPushButton, QWidget
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
-from .layer_utils import layer_choices, layer_in_viewer, layer_stack_shape, require_layer, snapshot
+from .layer_utils import (
+    find_layer,
+    layer_choices,
+    layer_data,
+    layer_in_viewer,
+    layer_stack_shape,
+    require_layer,
+    stack_view,
+)
 from .loop_section import LoopSection, row
 from .metrics_table import MetricsTable
 from .workers import Job, start_job
@@ -28,24 +41,40 @@ from .workers import Job, start_job
 if TYPE_CHECKING:
     from .dock_context import DockContext, Predictor
 
-__all__ = ["MetricsPanel", "metrics_job", "uncertainty_job"]
+__all__ = ["MASK_KINDS", "MetricsPanel", "metrics_job", "uncertainty_job"]
 
 
 # These run in worker threads: no Qt, no layers.
 
 
-def metrics_job(probability: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Per-slice and overall EM metrics of a probability stack against a ground-truth mask."""
-    from napari_unet.engine.evaluation.metrics import evaluate
-
-    return evaluate(np.asarray(probability), np.asarray(truth) > 0, threshold)
+#: The dock's annotation conventions as engine mask kinds.
+MASK_KINDS = {"dense": "binary", "sparse": "sparse", "instances": "instances", "empty": "binary"}
 
 
-def uncertainty_job(probability: np.ndarray) -> list[dict[str, float]]:
-    """Slices ranked most uncertain first."""
+def metrics_job(probability: Any, truth: Any, threshold: float) -> dict[str, Any]:
+    """Per-slice and overall EM metrics of a probability stack against a ground truth
+    of any convention (sparse: on the labelled pixels only)."""
+    from napari_unet.engine.evaluation.annotation_evaluation import evaluate_annotation
+
+    from .loop_corrections import convention_job
+
+    kind = MASK_KINDS[convention_job(truth, [])]
+    return evaluate_annotation(probability, truth, threshold, mask_kind=kind)
+
+
+def uncertainty_job(probability: Any) -> list[dict[str, float]]:
+    """Slices ranked most uncertain first (read one slice at a time)."""
     from napari_unet.engine.evaluation.ranking import rank_by_uncertainty
 
-    return rank_by_uncertainty(np.asarray(probability))
+    stack = stack_view(probability)
+    records = []
+    for z in range(int(stack.shape[0])):
+        part = stack[z]
+        plane = np.asarray(
+            part.compute(scheduler="synchronous") if hasattr(part, "compute") else part
+        )
+        records.append({**rank_by_uncertainty(plane[None])[0], "slice": z})
+    return sorted(records, key=lambda r: -r["entropy"])
 
 
 class MetricsPanel(LoopSection):
@@ -141,8 +170,7 @@ class MetricsPanel(LoopSection):
             return None
         try:
             truth = require_layer(
-                self.truth.value if layer_in_viewer(self.viewer, self.truth.value) else None,
-                "a ground-truth Labels layer",
+                find_layer(self.viewer, self.truth.value), "a ground-truth Labels layer"
             )
             prob = self.probability_layer()
             if layer_stack_shape(prob) != layer_stack_shape(truth):
@@ -165,8 +193,8 @@ class MetricsPanel(LoopSection):
             self.context.jobs,
             "metrics",
             metrics_job,
-            np.asarray(snapshot(prob)),
-            np.asarray(snapshot(truth)),
+            stack_view(layer_data(prob)),
+            stack_view(layer_data(truth)),
             threshold,
             on_returned=on_returned,
             on_errored=lambda exc: self._metrics_failed(exc, "computing metrics"),
@@ -192,6 +220,11 @@ class MetricsPanel(LoopSection):
             f"{prob} vs {truth} ({version}): Rand F {result['rand_fscore']:.3f}, "
             f"Dice {result['dice']:.3f}; worst slices first"
         )
+        if result.get("mask_kind") == "sparse":
+            text += (
+                f"; sparse ground truth: scored on its labelled pixels "
+                f"({result['labelled_fraction']:.1%}) of {result['n_slices']} labelled slices"
+            )
         if previous:
             text += f"; Δ columns: change since {previous[0]}"
         self.metrics_label.setText(text)
@@ -220,7 +253,7 @@ class MetricsPanel(LoopSection):
             self.context.jobs,
             "metrics",
             uncertainty_job,
-            np.asarray(snapshot(prob)),
+            layer_data(prob),
             on_returned=on_returned,
             on_errored=lambda exc: self._metrics_failed(exc, "ranking slices"),
         )

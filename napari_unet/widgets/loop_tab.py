@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 from .loop_autosave import AutosavePanel
-from .loop_corrections import CorrectionsPanel, EditTrack, changed_slices
+from .loop_corrections import CorrectionsPanel
+from .loop_edits import EditTracker
 from .loop_finetune import FinetunePanel, finetune_job
 from .loop_instances import InstancesPanel
 from .loop_metrics import MetricsPanel
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from .dock_context import DockContext, Predictor
     from .workers import Job
 
-__all__ = ["EditTrack", "LoopTab", "changed_slices", "finetune_job"]
+__all__ = ["LoopTab", "finetune_job"]
 
 
 class LoopTab(QWidget):
@@ -70,7 +71,8 @@ class LoopTab(QWidget):
         self.viewer = context.viewer
         self._closed = False
 
-        corrections = self.corrections_panel = CorrectionsPanel(self.viewer)
+        edits = getattr(predictor, "edits", None) or EditTracker(context.jobs, self)
+        corrections = self.corrections_panel = CorrectionsPanel(self.viewer, edits, context.jobs)
         self.metrics_panel = MetricsPanel(
             context, predictor, corrections.image_layer, on_evaluated=self.refresh_versions
         )
@@ -288,16 +290,18 @@ class LoopTab(QWidget):
 
     # ----------------------------------------------------------------- autosave
 
-    def autosaver(self) -> Autosaver | None:
-        """The Autosaver of the project folder (None without a project)."""
+    def autosaver(self) -> Autosaver:
+        """The Autosaver of the project folder (or of ``~/napari-unet-models``)."""
         return self.autosave_panel.autosaver()
 
-    def autosave_now(self, force: bool = False) -> Any:
-        """Save the corrections layer if it changed (the AutosaveVersion, or None)."""
+    def autosave_now(self, force: bool = False) -> Job | None:
+        """Save the corrections layer in a worker if it changed (the job, or None);
+        the saved version is then ``autosave_panel.last_version``."""
         return self.autosave_panel.autosave_now(force)
 
-    def restore_autosave(self) -> Labels | None:
-        """Add the latest autosave as a new Labels layer (its edited slices count)."""
+    def restore_autosave(self) -> Job | None:
+        """Add the latest autosave as a new Labels layer in a worker (the job); the
+        layer is then ``autosave_panel.restored_layer`` (its edited slices count)."""
         return self.autosave_panel.restore_autosave()
 
     # ----------------------------------------------------------------- closing

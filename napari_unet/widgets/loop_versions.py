@@ -1,8 +1,14 @@
 """Model versions section of the Correct & retrain tab: the project folder's v001, v002…
 
-The table lists the versions of the project folder (default: the parent of the
-current model folder); "Use this version" makes one current and the model the
-Predict tab uses, "Predict with it" also predicts the image layer with it.
+The table lists the versions of the project folder; "Use this version" makes one
+current and the model the Predict tab uses, "Predict with it" also predicts the
+image layer with it (keeping the slices the user edited).
+
+Without a chosen project folder the project is where fine-tuning puts the next
+version (:func:`default_project`): the folder of a model that is itself a version
+(``project/v001``), else ``./<model>-finetuned`` (``~/napari-unet-models/<model>-
+finetuned`` if the working folder is read-only) -- never the installed package's
+folder of the shipped model.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from qtpy.QtWidgets import (
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
+from .layer_utils import is_user_writable, user_folder
 from .loop_section import LoopSection, row
 
 if TYPE_CHECKING:
@@ -35,9 +42,21 @@ if TYPE_CHECKING:
     from .dock_context import DockContext, Predictor
     from .workers import Job
 
-__all__ = ["VERSION_NAME", "VersionsPanel"]
+__all__ = ["VERSION_NAME", "VersionsPanel", "default_project"]
 
 VERSION_NAME = re.compile(r"^v\d{3,}$")
+
+
+def default_project(model_dir: Path) -> Path:
+    """The project of `model_dir` when none is chosen: its folder if it is a version in a
+    writable folder, else ``<working folder>/<model>-finetuned`` (as the engine's
+    fine-tuning does), in the home folder if the working folder is read-only."""
+    model_dir = Path(model_dir)
+    if VERSION_NAME.match(model_dir.name) and is_user_writable(model_dir.parent):
+        return model_dir.parent
+    name = model_dir.parent.name if VERSION_NAME.match(model_dir.name) else model_dir.name
+    base = Path.cwd() if is_user_writable(Path.cwd()) else user_folder()
+    return base / f"{name}-finetuned"
 
 
 class VersionsPanel(LoopSection):
@@ -109,14 +128,14 @@ class VersionsPanel(LoopSection):
         return Path(text).expanduser() if text not in ("", ".") else None
 
     def project_dir(self) -> Path | None:
-        """Folder of the model versions: the chosen project folder, else the parent of
-        the current model folder."""
+        """Folder of the model versions: the chosen project folder, else
+        :func:`default_project` of the current model (None without a model)."""
         chosen = self._chosen_project()
         if chosen is not None:
             return chosen
         model_dir = self.context.model_dir()
         if model_dir is not None:
-            return Path(model_dir).parent
+            return default_project(Path(model_dir))
         return None
 
     def version_store(self) -> VersionStore | None:
@@ -127,20 +146,20 @@ class VersionsPanel(LoopSection):
         return VersionStore(project) if project is not None else None
 
     def next_version_path(self) -> Path | None:
-        """Where fine-tuning writes: the next ``vNNN`` of the chosen project folder, or
-        None without a chosen folder (the engine picks one beside the parent model).
+        """Where fine-tuning writes: the next ``vNNN`` of :meth:`project_dir` (None
+        without a project: the engine then picks one beside the parent model).
 
         Raises
         ------
         UserInputError
             If the project folder cannot hold versions.
         """
-        chosen = self._chosen_project()
-        if chosen is None:
+        project = self.project_dir()
+        if project is None:
             return None
         from napari_unet.engine.model.versions import VersionStore
 
-        return VersionStore(chosen).next_path()
+        return VersionStore(project).next_path()
 
     def current_model_dir(self) -> Path:
         """The model to fine-tune: the dock's current model, else the store's current version.

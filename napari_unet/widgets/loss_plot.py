@@ -1,4 +1,4 @@
-"""Live loss curve of a training run.
+"""Live loss curves of a training run: plain axes (epoch, loss) and a legend of what is drawn.
 
 Uses pyqtgraph's ``PlotWidget``: it is pure Qt (no second GUI toolkit, works
 with PyQt5/PyQt6 through qtpy), draws thousands of points in well under a
@@ -8,25 +8,30 @@ responsive while training. Redraws are throttled further: events only
 append to arrays and mark the plot dirty; a timer redraws at most
 :attr:`LossPlot.REDRAW_MS` apart.
 
-Left axis: training loss (running mean of the epoch, per step event) and
-validation loss (per epoch). Right axis: validation Dice and, when computed,
-validation Rand F-score (per epoch), both in [0, 1].
+Drawn, against fractional epochs: the training loss of the batches (faint),
+the training loss averaged over the last epoch's worth of batches (so it does
+not restart every epoch), and the validation loss after each epoch. The legend
+lists only the curves that have points. Validation Dice and Rand F-score are
+recorded in :attr:`LossPlot.data` and shown as text under the plot.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 __all__ = ["LossPlot"]
 
+_KEYS = ("train_x", "train_y", "raw_y", "val_x", "val_y", "dice_x", "dice_y", "rand_x", "rand_y")
+
 
 class LossPlot(QWidget):
-    """Training/validation loss and a validation metric versus epochs."""
+    """Training (batch and epoch-smoothed) and validation loss versus epochs."""
 
     REDRAW_MS = 250
 
@@ -38,43 +43,26 @@ class LossPlot(QWidget):
         item.setLabel("bottom", "epoch")
         item.setLabel("left", "loss")
         item.showGrid(x=True, y=True, alpha=0.2)
-        legend = item.addLegend(offset=(10, 5), colCount=4, labelTextSize="8pt")
-        legend.setBrush(pg.mkBrush(20, 20, 20, 160))
-        self.train_curve = item.plot(name="train loss", pen=pg.mkPen("#4da6ff", width=2))
+        self.legend = item.addLegend(offset=(-10, 5), labelTextSize="8pt")
+        self.legend.setBrush(pg.mkBrush(20, 20, 20, 160))
+        self.raw_curve = item.plot(pen=pg.mkPen(77, 166, 255, 90, width=1))
+        self.train_curve = item.plot(pen=pg.mkPen("#4da6ff", width=2))
         self.val_curve = item.plot(
-            name="val loss",
-            pen=pg.mkPen("#ff9933", width=2),
-            symbol="o",
-            symbolSize=6,
-            symbolBrush="#ff9933",
+            pen=pg.mkPen("#ff9933", width=2), symbol="o", symbolSize=6, symbolBrush="#ff9933"
         )
-        # right axis: metrics in [0, 1] in their own view box, x linked
-        self.metric_view = pg.ViewBox()
-        item.showAxis("right")
-        item.scene().addItem(self.metric_view)
-        item.getAxis("right").linkToView(self.metric_view)
-        item.getAxis("right").setLabel("val Dice / Rand F")
-        self.metric_view.setXLink(item)
-        self.metric_view.setYRange(0.0, 1.0)
-        self.metric_view.setMouseEnabled(y=False)
-        self.dice_curve = pg.PlotDataItem(
-            pen=pg.mkPen("#66cc66", width=2), symbol="t", symbolSize=7, symbolBrush="#66cc66"
+        self._curves = (
+            (self.raw_curve, "raw_y", "train loss (batches)"),
+            (self.train_curve, "train_y", "train loss (1-epoch mean)"),
+            (self.val_curve, "val_y", "validation loss"),
         )
-        self.rand_curve = pg.PlotDataItem(
-            pen=pg.mkPen("#cc66cc", width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-            symbol="s",
-            symbolSize=6,
-            symbolBrush="#cc66cc",
-        )
-        self.metric_view.addItem(self.dice_curve)
-        self.metric_view.addItem(self.rand_curve)
-        legend.addItem(self.dice_curve, "val Dice")
-        legend.addItem(self.rand_curve, "val Rand F")
-        item.vb.sigResized.connect(self._sync_views)
+        self._in_legend: set[str] = set()
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot_widget)
+        layout.addWidget(self.metrics_label)
 
         self.data: dict[str, list[float]] = {}
         self.clear()
@@ -84,42 +72,72 @@ class LossPlot(QWidget):
         self._timer.timeout.connect(self.flush)
         self._timer.start()
 
-    def _sync_views(self) -> None:
-        main_view = self.plot_widget.getPlotItem().vb
-        self.metric_view.setGeometry(main_view.sceneBoundingRect())
-        self.metric_view.linkedViewChanged(main_view, self.metric_view.XAxis)
-
     def clear(self) -> None:
         """Forget all points (a new run)."""
-        self.data = {
-            k: []
-            for k in (
-                "train_x",
-                "train_y",
-                "val_x",
-                "val_y",
-                "dice_x",
-                "dice_y",
-                "rand_x",
-                "rand_y",
-            )
-        }
+        self.data = {k: [] for k in _KEYS}
+        self._window: deque[tuple[int, float]] = deque()  # (batches, summed loss) chunks
+        self._epoch_sum: tuple[int, int, float] = (0, 0, 0.0)  # epoch, batches, summed loss
+        self.metrics_label.setText("")
         self._dirty = True
         self.flush()
 
     def add_event(self, event: Any, steps_per_epoch: int) -> None:
         """Append the points of one engine ``TrainEvent`` (step or epoch)."""
-        if event.kind == "step" and event.loss is not None:
-            self.data["train_x"].append(event.step / max(steps_per_epoch, 1))
-            self.data["train_y"].append(float(event.loss))
+        per_epoch = max(int(steps_per_epoch), 1)
+        if event.kind == "step" and event.loss is not None and np.isfinite(event.loss):
+            batches, summed = self._new_batches(event, per_epoch)
+            x = event.step / per_epoch
+            self.data["train_x"].append(x)
+            self.data["raw_y"].append(summed / batches if batches else float(event.loss))
+            self.data["train_y"].append(self._smoothed(batches, summed, per_epoch))
             self._dirty = True
         elif event.kind == "epoch" and event.val:
-            x = event.step / max(steps_per_epoch, 1)
+            x = event.step / per_epoch
             for key, name in (("val", "loss"), ("dice", "dice"), ("rand", "rand_fscore")):
                 if name in event.val and np.isfinite(event.val[name]):
                     self.data[f"{key}_x"].append(x)
                     self.data[f"{key}_y"].append(float(event.val[name]))
             self._dirty = True
+            self._show_metrics(event)
+
+    def _new_batches(self, event: Any, per_epoch: int) -> tuple[int, float]:
+        """Batches trained since the previous step event and their summed loss.
+
+        A step event carries the running mean of its epoch, so the batches in
+        between are the difference of the running sums.
+        """
+        epoch = int(getattr(event, "epoch", 0) or 0)
+        in_epoch = event.step - (epoch - 1) * per_epoch if epoch >= 1 else event.step
+        in_epoch = max(int(in_epoch), 1)
+        total = float(event.loss) * in_epoch
+        last_epoch, last_batches, last_total = self._epoch_sum
+        if epoch == last_epoch and in_epoch > last_batches:
+            batches, summed = in_epoch - last_batches, total - last_total
+        else:
+            batches, summed = in_epoch, total
+        self._epoch_sum = (epoch, in_epoch, total)
+        return batches, summed
+
+    def _smoothed(self, batches: int, summed: float, per_epoch: int) -> float:
+        """Mean loss of the last `per_epoch` batches (the chunks that cover them)."""
+        self._window.append((batches, summed))
+        count = sum(n for n, _ in self._window)
+        while len(self._window) > 1 and count - self._window[0][0] >= per_epoch:
+            count -= self._window.popleft()[0]
+        return sum(s for _, s in self._window) / max(count, 1)
+
+    def _show_metrics(self, event: Any) -> None:
+        """The epoch's validation scores as text (loss, Dice, Rand F-score)."""
+        parts = []
+        for name, label, digits in (
+            ("loss", "val loss", 4),
+            ("dice", "Dice", 3),
+            ("rand_fscore", "Rand F-score", 3),
+        ):
+            value = event.val.get(name)
+            if value is not None and np.isfinite(value):
+                parts.append(f"{label} {value:.{digits}f}")
+        self.metrics_label.setText(f"epoch {event.epoch}: " + ", ".join(parts))
 
     def flush(self) -> None:
         """Redraw the curves if new points arrived since the last redraw."""
@@ -127,10 +145,15 @@ class LossPlot(QWidget):
             return
         self._dirty = False
         d = self.data
-        self.train_curve.setData(np.asarray(d["train_x"]), np.asarray(d["train_y"]))
-        self.val_curve.setData(np.asarray(d["val_x"]), np.asarray(d["val_y"]))
-        self.dice_curve.setData(np.asarray(d["dice_x"]), np.asarray(d["dice_y"]))
-        self.rand_curve.setData(np.asarray(d["rand_x"]), np.asarray(d["rand_y"]))
+        xs = {"raw_y": d["train_x"], "train_y": d["train_x"], "val_y": d["val_x"]}
+        for curve, key, name in self._curves:
+            curve.setData(np.asarray(xs[key]), np.asarray(d[key]))
+            if d[key] and key not in self._in_legend:
+                self.legend.addItem(curve, name)
+                self._in_legend.add(key)
+            elif not d[key] and key in self._in_legend:
+                self.legend.removeItem(curve)
+                self._in_legend.discard(key)
 
     def stop_timer(self) -> None:
         """Stop redrawing (the widget is closing)."""

@@ -1,4 +1,14 @@
-"""Predict tab: apply a model to an image layer; threshold the probability live."""
+"""Predict tab: apply a model to an image layer; threshold the probability live.
+
+In-memory images are predicted whole (:func:`~.predict_jobs.predict_job`); lazily
+opened ones (dask, zarr) block by block into a scratch zarr group
+(:func:`~.predict_jobs.predict_lazy_job`), shown as dask-backed layers, so memory stays
+bounded whatever the stack size. The labels are written by a :class:`~.predict_labels.
+LabelsWriter`, which never overwrites a slice the user edited or marked as reviewed
+(the :class:`~.loop_edits.EditTracker` of this tab knows which). The threshold slider
+starts at the model's stored threshold (``predict.threshold`` in its ``config.yaml``,
+calibrated by training and fine-tuning).
+"""
 
 from __future__ import annotations
 
@@ -25,13 +35,18 @@ from napari_unet.engine.errors import UserInputError
 from . import notify
 from .layer_utils import (
     add_or_update_layer,
+    find_layer,
+    is_lazy_layer,
     layer_choices,
-    layer_in_viewer,
+    layer_data,
     require_layer,
-    snapshot,
+    safe_name,
 )
+from .loop_edits import EditTracker
+from .predict_jobs import predict_job, predict_lazy_job, scratch_folder
+from .predict_labels import LabelsWriter
 from .progress import TaskProgress
-from .workers import Job, predict_job, start_job
+from .workers import Job, start_job
 
 if TYPE_CHECKING:
     from .dock_context import DockContext
@@ -49,7 +64,16 @@ class PredictTab(QWidget):
     Prediction adds ``<image> probability`` (Image, float32) and
     ``<image> prediction`` (Labels, uint8 {0, 1}); if they exist they are
     updated. Moving the threshold re-thresholds the stored probability (no
-    model run); it replaces the prediction layer's data, including brush edits.
+    model run). Neither touches slices the user edited or marked as reviewed
+    (:attr:`edits`); a notification names them.
+
+    Attributes
+    ----------
+    edits
+        Which slices of the labels layers were edited (shared with the Correct &
+        retrain tab).
+    labels_writer
+        Writes the prediction layer from the probability and the threshold.
 
     Parameters
     ----------
@@ -116,7 +140,16 @@ class PredictTab(QWidget):
         self._counting_tiles = False
         self.probability_layer: Any = None
         self.prediction_layer: Any = None
+        self.edits = EditTracker(context.jobs, self)
+        self.labels_writer = LabelsWriter(
+            context.viewer, context.jobs, self.edits, self.progress_bar, self.status_label
+        )
+        self._scratch: dict[str, Path] = {}  # image name -> zarr group of its lazy prediction
+        self._slider_model: Path | None = None  # whose stored threshold the slider shows
+        self.source.changed.connect(lambda *_: self._sync_threshold())
+        self.model_folder.changed.connect(lambda *_: self._sync_threshold())
         self._update_visibility()
+        self._sync_threshold()
 
     # ----------------------------------------------------------------- choices
 
@@ -137,6 +170,31 @@ class PredictTab(QWidget):
         """Refresh the pickers (layers and model sources)."""
         self.form.reset_choices()
         self._update_visibility()
+        self._sync_threshold()
+        self.edits.forget(self.context.viewer.layers)
+
+    # ----------------------------------------------------------------- threshold of the model
+
+    def _sync_threshold(self) -> None:
+        """Show the chosen model's stored threshold, unless a prediction is on screen
+        (then it is applied with the model's first prediction)."""
+        try:
+            folder = self.model_source_dir()
+        except UserInputError:
+            return
+        if (
+            folder != self._slider_model
+            and find_layer(self.context.viewer, self.prediction_layer) is None
+        ):
+            self._use_model_threshold(folder)
+
+    def _use_model_threshold(self, folder: Path) -> None:
+        """Set the slider (without re-thresholding) to `folder`'s ``predict.threshold``."""
+        self._slider_model = folder
+        threshold = model_threshold(folder)
+        if threshold is not None:
+            with self.threshold.changed.blocked():
+                self.threshold.value = min(max(threshold, 0.01), 0.99)
 
     def _update_visibility(self, *_: Any) -> None:
         self.model_folder.visible = self.source.value == SOURCE_FOLDER
@@ -197,25 +255,35 @@ class PredictTab(QWidget):
             notify.error(str(exc))
             return None
         model = self.context.cached_model(folder) or folder
-        data = snapshot(image)
+        data = layer_data(image)  # the image is only read: no copy on the GUI thread
         name = image.name
         placement = {"scale": tuple(image.scale), "translate": tuple(image.translate)}
         ndim = image.ndim
+        lazy = is_lazy_layer(image)
         self.progress.start(1, f"loading the model from {folder}…")
         self._counting_tiles = False
         self.predict_button.enabled = False
         self.stop_button.enabled = True
 
         def on_returned(prediction: Any) -> None:
-            self._show_prediction(prediction, name, ndim, placement)
+            stopped = job.stop_event.is_set() or getattr(
+                getattr(prediction, "result", None), "stopped", False
+            )
+            if prediction is None or stopped:
+                notify.info("Prediction stopped; no layer was changed")
+            elif lazy:
+                self._show_lazy_prediction(prediction, name, placement, folder)
+            else:
+                self._show_prediction(prediction, name, ndim, placement, folder)
 
-        self.job = start_job(
+        args = (model, data, predict_config)
+        if lazy:
+            args = (*args, scratch_folder(safe_name(name)))
+        job = self.job = start_job(
             self.context.jobs,
             "prediction",
-            predict_job,
-            model,
-            data,
-            predict_config,
+            predict_lazy_job if lazy else predict_job,
+            *args,
             on_yielded=lambda event: self._on_event(event, folder),
             on_returned=on_returned,
             on_errored=self._on_errored,
@@ -238,20 +306,40 @@ class PredictTab(QWidget):
             self.context.remember_model(folder, event)
 
     def _show_prediction(
-        self, prediction: Any, name: str, ndim: int, placement: dict[str, Any]
+        self, prediction: Any, name: str, ndim: int, placement: dict[str, Any], folder: Path
     ) -> None:
-        job = self.job
-        if job is not None and job.stop_event.is_set():
-            notify.info("Prediction stopped; no layer was changed")
-            return
         probability = np.asarray(prediction.probability, dtype=np.float32)
         if ndim == 2 and probability.shape[0] == 1:
             probability = probability[0]
-        mask = (probability > float(self.threshold.value)).astype(np.uint8)
+        self._scratch.pop(name, None)
+        self._show(probability, name, placement, folder, None)
+        self.progress.close(f"done: '{name}' predicted")
+
+    def _show_lazy_prediction(
+        self, lazy: Any, name: str, placement: dict[str, Any], folder: Path
+    ) -> None:
+        self._scratch[name] = lazy.group
+        self._show(lazy.result.probability_float(), name, placement, folder, lazy.group)
+        result = lazy.result
+        self.progress.close(
+            f"done blockwise: {result.blocks} blocks in {result.elapsed:.0f} s ({lazy.group})"
+        )
+
+    def _show(
+        self,
+        probability: Any,
+        name: str,
+        placement: dict[str, Any],
+        folder: Path,
+        scratch: Path | None,
+    ) -> None:
+        """Show the probability, then write the labels (keeping edited slices)."""
         viewer = self.context.viewer
+        if folder != self._slider_model:  # a new model: its calibrated threshold
+            self._use_model_threshold(folder)
         if len(placement["scale"]) != probability.ndim:
             placement = {}
-        prob_layer, updated_prob = add_or_update_layer(
+        prob_layer, updated = add_or_update_layer(
             viewer,
             f"{name} probability",
             probability,
@@ -263,19 +351,24 @@ class PredictTab(QWidget):
             visible=False,
             **placement,
         )
-        pred_layer, updated_pred = add_or_update_layer(
-            viewer, f"{name} prediction", mask, "labels", opacity=0.5, **placement
+        self.probability_layer = prob_layer
+        labels_name = f"{name} prediction"
+        self.prediction_layer = self.labels_writer.labels_layer(labels_name)
+        if updated:
+            notify.info(f"Updated the existing layers '{labels_name}' and '{prob_layer.name}'")
+        self.labels_writer.write(
+            probability,
+            labels_name,
+            float(self.threshold.value),
+            "prediction",
+            placement,
+            scratch,
+            on_written=self._on_labels_written,
         )
-        self.probability_layer, self.prediction_layer = prob_layer, pred_layer
-        fraction = float(mask.mean()) if mask.size else 0.0
-        text = f"done: {fraction:.0%} of the pixels above the threshold"
-        self.progress.close(text)
-        if updated_prob or updated_pred:
-            notify.info(
-                f"Updated the existing layers '{pred_layer.name}' and "
-                f"'{prob_layer.name}' with the new prediction"
-            )
         self.context.status(f"prediction of '{name}' added; correct it with the brush and eraser")
+
+    def _on_labels_written(self, layer: Any) -> None:
+        self.prediction_layer = layer
 
     def _on_errored(self, exc: BaseException) -> None:
         message = notify.report_exception(exc, "prediction")
@@ -289,7 +382,8 @@ class PredictTab(QWidget):
     # ----------------------------------------------------------------- threshold
 
     def apply_threshold(self) -> bool:
-        """Re-threshold the last probability into its prediction layer.
+        """Re-threshold the last probability into its prediction layer (in a worker),
+        keeping the slices the user edited or marked as reviewed.
 
         Returns
         -------
@@ -297,12 +391,36 @@ class PredictTab(QWidget):
             False if there is no prediction (or its layers were deleted).
         """
         viewer = self.context.viewer
-        prob, pred = self.probability_layer, self.prediction_layer
-        if not (layer_in_viewer(viewer, prob) and layer_in_viewer(viewer, pred)):
+        prob = find_layer(viewer, self.probability_layer)
+        pred = find_layer(viewer, self.prediction_layer)
+        if prob is None or pred is None:
             return False
-        probability = np.asarray(prob.data)
-        if probability.shape != tuple(pred.data.shape):
+        if tuple(prob.data.shape) != tuple(pred.data.shape):
             notify.warning("the probability and prediction layers no longer match; predict again")
             return False
-        pred.data = (probability > float(self.threshold.value)).astype(np.uint8)
+        base = prob.name[: -len(" probability")] if prob.name.endswith(" probability") else ""
+        self.labels_writer.write(
+            prob.data,
+            pred.name,
+            float(self.threshold.value),
+            "threshold",
+            scratch=self._scratch.get(base),
+            on_written=self._on_labels_written,
+        )
         return True
+
+    def shutdown(self) -> None:
+        """Stop tracking edits and close the progress (idempotent)."""
+        self.labels_writer.shutdown()
+        self.edits.shutdown()
+        self.progress.close()
+
+
+def model_threshold(folder: Path) -> float | None:
+    """``predict.threshold`` stored in a model folder's ``config.yaml`` (None if unreadable)."""
+    from napari_unet.engine.model.model_folder import ModelFolder
+
+    try:
+        return float(ModelFolder(Path(folder)).load_config().predict.threshold)
+    except Exception:  # an unreadable config: the slider keeps its value
+        return None

@@ -1,13 +1,25 @@
-"""Progress of a long job: napari's activity-dock bar plus a bar and a label in the tab."""
+"""Progress of a long job: napari's activity-dock bar plus a bar and a label in the tab.
+
+The tab's own bar and label follow every update. napari's activity-dock entry costs
+tens of milliseconds to create (it builds widgets and processes events) and each
+change of its text redraws the dock, so it is created on the next turn of the event
+loop (not inside the button's click handler) and updated at most every
+:data:`NAPARI_UPDATE_S` seconds.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 
 from napari.utils import progress
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar
 
-__all__ = ["TaskProgress", "format_seconds"]
+__all__ = ["NAPARI_UPDATE_S", "TaskProgress", "format_seconds"]
+
+#: Least time between two updates of napari's activity-dock entry.
+NAPARI_UPDATE_S = 0.25
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -40,12 +52,20 @@ class TaskProgress:
         self.label = label
         self._pbar: progress | None = None
         self._total = 0
+        self._active = False
+        self._generation = 0
+        self._pending: tuple[int, str] | None = None
+        self._last_napari = 0.0
+        self._scheduled = False
 
     def start(self, total: int, text: str = "") -> None:
         """Begin with `total` units of work."""
         self.close()
         self._total = max(int(total), 1)
-        self._pbar = progress(total=self._total, desc=self.description)
+        self._active = True
+        self._generation += 1
+        generation = self._generation
+        QTimer.singleShot(0, lambda: self._create_pbar(generation))
         if self.bar is not None:
             self.bar.setRange(0, self._total)
             self.bar.setValue(0)
@@ -58,17 +78,43 @@ class TaskProgress:
         done = int(min(max(done, 0), self._total))
         eta_text = f"ETA {format_seconds(eta)}"
         full = f"{text} — {eta_text}" if text else eta_text
-        if self._pbar is not None:
-            self._pbar.n = done
-            self._pbar.set_description(f"{self.description}: {full}")  # also refreshes
+        if self._active:
+            self._pending = (done, full)
+            wait = NAPARI_UPDATE_S - (time.perf_counter() - self._last_napari)
+            if wait <= 0:
+                self._push()
+            elif not self._scheduled:
+                self._scheduled = True
+                generation = self._generation
+                QTimer.singleShot(int(wait * 1000) + 1, lambda: self._push(generation))
         if self.bar is not None:
             self.bar.setValue(done)
             self.bar.setFormat(f"%p%  {eta_text}")
         if self.label is not None:
             self.label.setText(full)
 
+    def _create_pbar(self, generation: int) -> None:
+        if generation == self._generation and self._active and self._pbar is None:
+            self._pbar = progress(total=self._total, desc=self.description)
+            self._push()
+
+    def _push(self, generation: int | None = None) -> None:
+        """Show the latest update in napari's activity dock."""
+        if generation is not None:
+            self._scheduled = False
+        if generation not in (None, self._generation) or self._pbar is None:
+            return
+        if self._pending is not None:
+            done, full = self._pending
+            self._pending = None
+            self._last_napari = time.perf_counter()
+            self._pbar.n = done
+            self._pbar.set_description(f"{self.description}: {full}")  # also refreshes
+
     def close(self, text: str = "") -> None:
         """Remove the activity-dock entry; keep `text` in the tab's label."""
+        self._active = False
+        self._pending = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
@@ -80,4 +126,4 @@ class TaskProgress:
     @property
     def active(self) -> bool:
         """True between :meth:`start` and :meth:`close`."""
-        return self._pbar is not None
+        return self._active
