@@ -116,9 +116,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     dock.tabs.setCurrentWidget(predict)
     predict.image.value = image
     _wait(app, predict.predict())
+    _wait(app, predict.labels_writer.job)  # the labels are thresholded in a worker too
     viewer.layers["EM mask"].visible = False
     viewer.layers["EM prediction"].opacity = 0.45
     predict.threshold.value = 0.5
+    _settle(app, 0.2)
+    _wait(app, predict.labels_writer.job)
     viewer.layers.selection.active = viewer.layers["EM prediction"]
     shots.append(_shoot(viewer, app, "04_predict", args.out))
 
