@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_properties.py [--examples 1000] [--out FILE]``.
 
 Each property (reader round trip, normalization, as_stack, tiling, mask
-conversions) runs with the ``napari-unet-bench`` hypothesis profile; any
+conversions) and each fuzz target of tests/test_fuzz_readers.py (TIFF and zarr
+readers, config loader) runs with the ``napari-unet-bench`` hypothesis profile; any
 exception other than UserInputError fails the run. The report gives the
 examples run per target and how many ended with a result or a clear
 refusal, and goes to ``docs/bench_properties.json`` (or ``--out``).
@@ -22,13 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: target name (as counted in the tests) -> test function name
+#: target name (as counted in the tests) -> (test module, test function name)
 PROPERTIES = {
-    "reader": "test_reader_round_trip_or_one_clear_error",
-    "normalization": "test_normalization_is_finite_float32",
-    "as_stack": "test_as_stack_gives_zyx_or_one_clear_error",
-    "tiling": "test_tiles_cover_and_blend_to_one",
-    "mask conversions": "test_mask_conversions",
+    "reader": ("test_properties", "test_reader_round_trip_or_one_clear_error"),
+    "normalization": ("test_properties", "test_normalization_is_finite_float32"),
+    "as_stack": ("test_properties", "test_as_stack_gives_zyx_or_one_clear_error"),
+    "tiling": ("test_properties", "test_tiles_cover_and_blend_as_the_known_weight_map"),
+    "mask conversions": ("test_properties", "test_mask_conversions"),
+    "tiff reader (fuzz)": ("test_fuzz_readers", "test_tiff_reader_fuzz"),
+    "zarr reader (fuzz)": ("test_fuzz_readers", "test_zarr_reader_fuzz"),
+    "config loader (fuzz)": ("test_fuzz_readers", "test_config_loader_fuzz"),
 }
 
 
@@ -42,12 +46,14 @@ def main() -> int:
     os.environ["NAPARI_UNET_HYPOTHESIS_PROFILE"] = "napari-unet-bench"
     os.environ["NAPARI_UNET_BENCH_EXAMPLES"] = str(args.examples)
     sys.path.insert(0, str(ROOT))
+    import importlib
+
     from tests import test_properties as props
 
     results = {}
     failed = False
-    for target, name in PROPERTIES.items():
-        test = getattr(props, name)
+    for target, (module, name) in PROPERTIES.items():
+        test = getattr(importlib.import_module(f"tests.{module}"), name)
         before = dict(props.COUNTS)
         start = time.perf_counter()
         error = None
