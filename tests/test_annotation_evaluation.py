@@ -44,7 +44,8 @@ def test_sparse_background_is_not_foreground_and_unlabelled_pixels_do_not_count(
 
 
 def test_lazy_inputs_are_read_slice_by_slice(stack):
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     prob, masks = stack
     result = evaluate_annotation(da.from_array(prob, chunks=(1, 48, 48)), da.from_array(masks))
     assert result["dice"] == pytest.approx(evaluate(prob, masks)["dice"])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from scipy import ndimage
 
-tf = pytest.importorskip("tensorflow")
-
-from scipy import ndimage  # noqa: E402
-
-from napari_unet.engine.config import AugmentConfig  # noqa: E402
-from napari_unet.engine.data.augment import (  # noqa: E402
+from napari_unet.engine.config import AugmentConfig
+from napari_unet.engine.data.augment import (
     augment_patch,
     elastic_field,
     geometry_enabled,

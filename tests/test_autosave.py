@@ -165,7 +165,8 @@ def test_concurrent_saves(tmp_path):
 
 def test_lazy_labels_are_saved_slice_by_slice_and_read_back(tmp_path):
     """A zarr-backed layer is written one slice at a time (never loaded whole)."""
-    zarr = pytest.importorskip("zarr")
+    import zarr
+
     from napari_unet.engine.autosave import combined_digest, slice_digests
 
     data = labels(7, shape=(5, 16, 16), dtype=np.uint8)

@@ -74,7 +74,8 @@ def test_lazy_and_eager_agree(corpus):
 
 
 def test_napari_reader(corpus, notifications):
-    pytest.importorskip("napari")
+    import napari  # noqa: F401  (a test dependency: missing fails)
+
     from napari_unet._reader import get_reader
 
     root, entries, digests = corpus

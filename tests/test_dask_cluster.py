@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import distributed
 import numpy as np
 import pytest
 
 from napari_unet.engine.config import PredictConfig
 from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_blockwise
-
-distributed = pytest.importorskip("distributed")
 
 CONFIG = PredictConfig(tile_size=48, overlap=8, batch_size=4)
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-tf = pytest.importorskip("tensorflow")
-
-from scipy import ndimage  # noqa: E402
-
-from napari_unet.engine.config import Config  # noqa: E402
-from napari_unet.engine.data.pipeline import (  # noqa: E402
+from napari_unet.engine.config import Config
+from napari_unet.engine.data.pipeline import (
     ArraySource,
     PatchSource,
     constant_dataset,
@@ -19,7 +16,7 @@ from napari_unet.engine.data.pipeline import (  # noqa: E402
     make_val_dataset,
     pad_stack,
 )
-from napari_unet.engine.errors import UserInputError  # noqa: E402
+from napari_unet.engine.errors import UserInputError
 
 P = 32
 B = 4

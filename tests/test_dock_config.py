@@ -62,7 +62,8 @@ def _diff(a: Any, b: Any, where: str = "") -> list[str]:
 @pytest.fixture
 def plugin_dock(make_napari_viewer, qtbot):
     """The dock opened the way napari opens it for a user (a proxy viewer)."""
-    pytest.importorskip("napari")
+    import napari  # noqa: F401  (a test dependency: missing fails)
+
     viewer = make_napari_viewer()
     _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
     dock.allow_overwrite = True

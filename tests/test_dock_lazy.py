@@ -3,14 +3,13 @@ edits kept (``xvfb-run -a python -m pytest tests/test_dock_lazy.py``)."""
 
 from __future__ import annotations
 
+import dask.array as da
+import napari  # noqa: F401  (a test dependency: missing fails)
 import numpy as np
 import pytest
+import zarr
 
-pytest.importorskip("napari")
-zarr = pytest.importorskip("zarr")
-da = pytest.importorskip("dask.array")
-
-from .conftest import gui_tiny_settings  # noqa: E402
+from .conftest import gui_tiny_settings
 
 pytestmark = pytest.mark.gui
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import napari  # noqa: F401  (a test dependency: missing fails)
 import numpy as np
+import pyqtgraph  # noqa: F401  (a test dependency: missing fails)
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pyqtgraph")
 
 pytestmark = pytest.mark.gui
 

@@ -8,9 +8,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import napari  # noqa: F401  (a test dependency: missing fails)
 import pytest
-
-pytest.importorskip("napari")
 
 pytestmark = pytest.mark.gui
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import napari  # noqa: F401  (a test dependency: missing fails)
 import numpy as np
+import pyqtgraph  # noqa: F401  (a test dependency: missing fails)
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pyqtgraph")
 
 from .conftest import gui_tiny_settings
 

@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-
-from napari_unet.engine.config import TrainConfig  # noqa: E402
-from napari_unet.engine.model import losses as L  # noqa: E402
+from napari_unet.engine.config import TrainConfig
+from napari_unet.engine.model import losses as L
 
 
 def _t(values, dtype=tf.float32) -> tf.Tensor:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import napari  # noqa: F401  (a test dependency: missing fails)
 import numpy as np
 import pytest
 import tifffile
-
-pytest.importorskip("napari")
 
 from napari_unet import _reader
 from napari_unet._reader import contrast_limits, get_reader, labels_from_mask
@@ -85,7 +84,8 @@ def test_png_mask_folder_and_single_png_and_jpg(tmp_path, em_stack):
 
 
 def test_zarr_store(tmp_path, em_stack):
-    zarr = pytest.importorskip("zarr")
+    import zarr
+
     images, _ = em_stack
     store = tmp_path / "volume.zarr"
     array = zarr.open(

@@ -7,11 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import napari  # noqa: F401  (a test dependency: missing fails)
 import numpy as np
+import pyqtgraph  # noqa: F401  (a test dependency: missing fails)
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pyqtgraph")
 
 pytestmark = pytest.mark.gui
 
