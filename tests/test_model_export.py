@@ -298,3 +298,26 @@ def test_exchange_module_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'bioimageio.spec' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_finetune_takes_a_bioimageio_package(package, tmp_path, monkeypatch, capsys):
+    """A package from a colleague fine-tunes like a model folder (imported once, cached)."""
+    import tifffile
+
+    from napari_unet.cli.main import main
+    from napari_unet.engine.model.model_source import model_folder_of
+
+    monkeypatch.setenv("NAPARI_UNET_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (2, 64, 64)).astype(np.uint8)
+    masks = (rng.random((2, 64, 64)) > 0.5).astype(np.uint8) * 255
+    tifffile.imwrite(tmp_path / "img.tif", images)
+    tifffile.imwrite(tmp_path / "masks.tif", masks)
+    out = tmp_path / "v002"
+    argv = ["finetune", str(package), "--images", str(tmp_path / "img.tif")]
+    argv += ["--masks", str(tmp_path / "masks.tif"), "-o", str(out), "--max-minutes", "0.05"]
+    assert main([*argv, "--quiet"]) == 0, capsys.readouterr().err
+    assert load_model(out).config.train.init_from is not None
+    imported = model_folder_of(package)
+    assert imported.parent == tmp_path / "cache" / "imported"
+    assert model_folder_of(package) == imported  # imported once, then reused

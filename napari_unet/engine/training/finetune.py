@@ -200,6 +200,9 @@ def finetune_iter(
     from .train import train_iter
 
     started = time.perf_counter() if started is None else started
+    from ..model.model_source import model_folder_of
+
+    parent = model_folder_of(parent)  # a bioimage.io package is imported once
     parent_folder = ModelFolder(Path(parent))
     if not parent_folder.config_path.exists():
         raise UserInputError(f"{parent} is not a model folder: config.yaml is missing")
