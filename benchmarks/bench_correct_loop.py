@@ -4,9 +4,10 @@ Run: ``python benchmarks/bench_correct_loop.py [--seeds 3] [--minutes 5]``
 (``--data`` defaults to ``../shared/data/isbi2012``; ``--model`` to the shipped ISBI model).
 
 The "new volume" is ISBI 2012 shifted by ``benchmarks/domain_shift.py`` (resampled 1.2x,
-lower contrast, gamma 1.4, noise, the boundary class widened by 2 px: another resolution,
-acquisition and labelling style). Slices 0-19 are the candidates a user corrects, slices
-20-26 the test slices every arm is scored on (24-26 are the ISBI validation slices, whose
+lower contrast, gamma 1.4, noise, the boundary class widened by 2 px and the darkest 15 % of
+the cells labelled as boundary: another resolution, acquisition and labelling style).
+Slices 0-19 are the candidates a user corrects, slices 20-26 the test slices every arm is
+scored on (24-26 are the ISBI validation slices, whose
 content no ISBI model of this project trained on; 20-23 are training content, shifted).
 
 Arms (each fine-tune is ``engine.training.finetune.finetune``, the path of ``napari-unet
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu": _cpu(),
         "parent_model": str(Path(args.model).name),
         "shift": "benchmarks/domain_shift.py defaults (zoom 1.2, contrast 0.7, gamma 1.4, "
-        "noise 0.04, boundary widened by 2 px)",
+        "noise 0.04, boundary widened by 2 px, darkest 15 % of the cells labelled as boundary)",
         "candidates": CANDIDATES,
         "test_slices": TEST,
         "minutes_per_finetune": args.minutes,

@@ -273,6 +273,8 @@ class PredictTab(QWidget):
                 notify.info("Prediction stopped; no layer was changed")
             elif lazy:
                 self._show_lazy_prediction(prediction, name, placement, folder)
+            elif getattr(prediction, "task", "binary") != "binary":
+                self._show_task_prediction(prediction, name, ndim, placement)
             else:
                 self._show_prediction(prediction, name, ndim, placement, folder)
 
@@ -314,6 +316,15 @@ class PredictTab(QWidget):
         self._scratch.pop(name, None)
         self._show(probability, name, placement, folder, None)
         self.progress.close(f"done: '{name}' predicted")
+
+    def _show_task_prediction(
+        self, prediction: Any, name: str, ndim: int, placement: dict[str, Any]
+    ) -> None:
+        """A multiclass (class Labels layer) or regression (float Image) prediction."""
+        from .task_outputs import show_task_prediction
+
+        layer = show_task_prediction(self.context.viewer, prediction, name, placement, ndim == 2)
+        self.progress.close(f"done: '{name}' predicted ({prediction.task}: '{layer.name}')")
 
     def _show_lazy_prediction(
         self, lazy: Any, name: str, placement: dict[str, Any], folder: Path
