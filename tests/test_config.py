@@ -83,3 +83,11 @@ def test_explicit_model_fields_win_over_the_preset():
         assert Config.model_validate(saved).model.base_filters == original["base_filters"]
     finally:
         config_sections.MODEL_PRESETS["gpu"].update(original)
+
+
+def test_a_task_of_the_wrong_type_is_one_clear_error(tmp_path):
+    """Found by the config fuzzer: ``task: [0]`` raised TypeError instead of a user error."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  task:\n  - 0\n")
+    with pytest.raises(UserInputError, match="task"):
+        load_config(path)

@@ -80,8 +80,8 @@ def with_task_default_loss(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     task = _get(data.get("model") or {}, "task") or "binary"
-    if task == "binary":
-        return data
+    if not isinstance(task, str) or task not in TASK_LOSSES or task == "binary":
+        return data  # a wrong task is pydantic's to report, in one line
     train = data.get("train")
     if train is None:
         return {**data, "train": {"loss": default_loss(task)}}
