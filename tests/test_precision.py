@@ -73,3 +73,19 @@ def test_prediction_runs_in_the_measured_policy(cache, trained_model_dir, monkey
     assert converted.keras_model.dtype_policy.name == "mixed_bfloat16"
     assert converted.keras_model.layers[-1].dtype_policy.name == "float32"  # exact output
     assert P.for_prediction(loaded, "float32") is loaded
+
+
+def test_a_model_that_is_not_the_configs_unet_predicts_as_saved(tmp_path):
+    """A custom or foreign network cannot be rebuilt from the config in another policy:
+    prediction keeps it as saved instead of failing (seen with a Lambda model whose
+    measured prediction policy differed from its own)."""
+    import keras
+
+    from napari_unet.engine.config import Config
+    from napari_unet.engine.model.model_folder import LoadedModel
+    from napari_unet.engine.model.precision import for_prediction
+
+    inputs = keras.Input((None, None, 1))
+    network = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    loaded = LoadedModel(keras_model=network, config=Config(), folder=tmp_path, metadata={})
+    assert for_prediction(loaded, "mixed_bfloat16").keras_model is network

@@ -303,6 +303,11 @@ def for_prediction(loaded: Any, requested: str = "auto") -> Any:
         converted = build_unet(loaded.config.model, channels)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    converted.set_weights(keras_model.get_weights())
+    weights = keras_model.get_weights()
+    if [w.shape for w in converted.get_weights()] != [w.shape for w in weights]:
+        # not the network the config describes (a foreign or custom model): keep it as saved
+        _log.info("prediction keeps the model's own %s: it is not a rebuildable U-Net", current)
+        return loaded
+    converted.set_weights(weights)
     _CONVERTED[keras_model] = (policy, converted)
     return dataclasses.replace(loaded, keras_model=converted)
