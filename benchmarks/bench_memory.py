@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -47,35 +45,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_machine import machine  # benchmarks/ is on sys.path when run as a script
 
 SLICE = 512
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "napari_unet" / "sample_data" / "model"
 ISBI = Path("/work/shared/data/isbi2012")
 DEFAULT_CASES = ["baseline", "zarr:1024", "zarr:8192:64", "tiff:8192:64", "zarr:32768:64"]
-
-
-def machine() -> dict:
-    """CPU model (``lscpu``), core count, Python and TensorFlow versions."""
-    fields = {"Model name": platform.processor(), "CPU family": "", "Model": "", "Stepping": ""}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key in fields:
-                fields[key] = value.strip()
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {
-        "cpu_model": fields["Model name"],
-        "cpu_family_model_stepping": "/".join(
-            fields[k] for k in ("CPU family", "Model", "Stepping")
-        ),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": version("tensorflow"),
-    }
 
 
 def real_slices() -> np.ndarray:

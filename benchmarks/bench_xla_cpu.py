@@ -20,42 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_machine import machine  # benchmarks/ is on sys.path when run as a script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ("float32", "mixed_bfloat16")
-
-
-def machine() -> dict:
-    """CPU model (``lscpu``), core count, Python and TensorFlow versions."""
-    fields = {"Model name": platform.processor(), "CPU family": "", "Model": "", "Stepping": ""}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key in fields:
-                fields[key] = value.strip()
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {
-        "cpu_model": fields["Model name"],
-        "cpu_family_model_stepping": "/".join(
-            fields[k] for k in ("CPU family", "Model", "Stepping")
-        ),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "tensorflow": version("tensorflow"),
-    }
 
 
 def _spread(values: list[float]) -> dict:
