@@ -1,6 +1,7 @@
 """The Qt binding the GUI tests run on is the one asked for with ``QT_API``.
 
-``scripts/run_pyqt6_gui_tests.sh`` (the end of the README's test command) runs the GUI tests a second time with ``QT_API=pyqt6``; this test makes
+``scripts/run_pyqt6_gui_tests.sh`` (the end of the README's test command) runs the GUI
+tests a second time with ``QT_API=pyqt6``; this test makes
 that run fail if qtpy (and so napari and the dock) silently fell back to another binding.
 """
 
