@@ -50,6 +50,25 @@ def test_calibration_prefers_the_threshold_that_splits_touching_cells():
     assert few.threshold == 0.4
 
 
+def test_band_calibration_puts_pixel_error_first():
+    # a weak membrane (0.85) splits the cells only above 0.85, where most of their interior
+    # (0.8) is lost: Rand-first takes that; pixel-error-first keeps the interior
+    truth = np.zeros((64, 64), np.uint8)
+    truth[4:60, 4:30] = 1
+    truth[4:60, 32:60] = 1
+    probability = np.where(truth > 0, 0.8, 0.05).astype(np.float32)
+    probability[20:40, 10:24] = 0.97
+    probability[20:40, 38:54] = 0.97
+    probability[4:60, 30:32] = 0.85
+    rand_first = choose_threshold([probability], [truth], rule="rand")
+    pixels_first = choose_threshold([probability], [truth], rule="pixel_error")
+    assert rand_first.threshold >= 0.85
+    assert pixels_first.threshold < 0.8
+    errors = {k: v["pixel_error"] for k, v in pixels_first.scores.items()}
+    assert errors[f"{pixels_first.threshold:.2f}"] == min(errors.values())
+    assert "pixel error" in pixels_first.as_metadata()["rule"]
+
+
 def test_holdout_bands_are_seeded_and_inside_the_slice():
     bands = holdout_bands((50, 100), 3, 0.2, seed=1)
     assert bands == holdout_bands((50, 100), 3, 0.2, seed=1)
@@ -83,6 +102,7 @@ def test_cli_finetune_and_train_init_from_give_the_engine_the_same_run(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     # the parent's recipe, fine-tuning settings on top
     assert config_a["train"]["freeze_batch_norm"] and config_a["train"]["monitor"] == "last"
+    assert config_a["train"]["freeze_encoder"]
     assert (
         config_a["train"]["border_weights"]
         == __import__("yaml").safe_load((trained_model_dir / "config.yaml").read_text())["train"][

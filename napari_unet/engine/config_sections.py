@@ -382,6 +382,11 @@ class TrainConfig(_Section):
         False,
         description="Keep batch-norm statistics and scales fixed (fine-tuning on a few slices).",
     )
+    freeze_encoder: bool = Field(
+        False,
+        description="Keep the contracting path's convolutions fixed and train the bottom and "
+        "the decoder only (fine-tuning on a few slices: the features stay, the decisions adapt).",
+    )
     tensorboard: bool = True
     tensorboard_every_steps: int = Field(
         10, ge=1, description="Write the step loss and learning rate every N batches."

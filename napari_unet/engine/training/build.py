@@ -188,7 +188,8 @@ def _build_or_load(config: Config, precision: str) -> Any:
     Returns
     -------
     keras.Model
-        The model, with frozen batch normalization if ``train.freeze_batch_norm``.
+        The model, with frozen batch normalization if ``train.freeze_batch_norm`` and a
+        frozen contracting path if ``train.freeze_encoder``.
 
     Raises
     ------
@@ -219,6 +220,10 @@ def _build_or_load(config: Config, precision: str) -> Any:
             for layer in model.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False  # Keras 3: also runs it in inference mode
+        if config.train.freeze_encoder:
+            for layer in model.layers:
+                if layer.name.startswith("down"):  # down{level}_conv / _bn of the encoder
+                    layer.trainable = False
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return model

@@ -3,9 +3,10 @@
 The dock's *Correct & retrain* tab, ``napari-unet finetune`` and ``napari-unet train
 --init-from`` all call :func:`finetune_iter`. It inherits the parent's whole recipe
 (loss, border weights, augmentation, schedule, normalization), trains the corrected
-slices mixed with the parent's own data (:mod:`.finetune_data`) with frozen batch norm
-and a fraction of the parent's learning rate, then chooses the mask threshold on the
-held-back bands of the corrections (:mod:`.calibration`) and writes a new model version.
+slices mixed with the parent's own data (:mod:`.finetune_data`) with frozen batch norm,
+a frozen contracting path (the encoder's features stay; the bottom and decoder adapt) and
+a fraction of the parent's learning rate, then chooses the mask threshold on the held-back
+bands of the corrections (:mod:`.calibration`) and writes a new model version.
 
 The version is written under a temporary hidden name (``.v002.partial-...``) and renamed
 into place only when it is complete, so a fine-tuning in progress or killed is never
@@ -110,6 +111,7 @@ def finetune_config(
         early_stopping_patience=None,
         monitor="last",
         freeze_batch_norm=True,
+        freeze_encoder=True,  # measured: keeps cell separation (docs/benchmarks.md)
         val_em_metrics=False,
     )
     config = Config.model_validate(settings)
@@ -283,7 +285,8 @@ def _complete_version(
 
 
 def _calibrate(folder: ModelFolder, data: FinetuneData, default: float):
-    """Threshold with the best Rand F-score on the held-back bands of the corrections."""
+    """Threshold chosen on the held-back bands of the corrections (pixel error first, then
+    Rand F-score: see :mod:`.calibration`)."""
     from ..inference.predict import predict_normalized
     from ..model.model_folder import load_model
 
@@ -309,6 +312,7 @@ def _calibrate(folder: ModelFolder, data: FinetuneData, default: float):
         labelled,
         region="held-back bands of the corrected slices",
         default=default,
+        rule="pixel_error",
     )
 
 
