@@ -118,3 +118,31 @@ def test_stderr_and_the_collector_are_left_alone():
     assert proc.stderr.count("tick\n") == int(written) > 0, "stderr lines were lost"
     assert f"{seen_a} {seen_b}" == "[False, True]"  # off while importing, on after
     assert enabled == "True" and frozen == "0"
+
+
+def test_jobs_hold_heap_until_the_last_job_ends():
+    """Objects alive when a job starts skip the collector's scans during it (no multi-
+    100 ms full collections of TensorFlow's heap), and are collectable again after."""
+    import gc
+    import weakref
+
+    from napari_unet.widgets.tf_loader import jobs_hold_heap
+
+    class Node:
+        pass
+
+    node = Node()
+    node.cycle = node  # freed only by the cyclic collector
+    alive = weakref.ref(node)
+    assert gc.get_freeze_count() == 0
+    with jobs_hold_heap():
+        assert gc.get_freeze_count() > 0
+        with jobs_hold_heap():  # a second, overlapping job
+            pass
+        assert gc.get_freeze_count() > 0  # the first job still runs
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen for the job
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None  # handed back: collected, not leaked

@@ -31,10 +31,15 @@ Two narrow fixes, one per direction:
 **Keeping napari responsive.** This runs in a worker thread. The big libraries are
 preloaded through a ctypes ``dlopen``, which releases the GIL while 1.3 GB are mapped
 and relocated. The garbage collector's automatic runs are held off for the import
-only (measured: left on, the ~700,000 objects it creates trigger about 7 full
-collections of 20-490 ms each, holding the GIL); they resume as soon as it ends. No
-object is frozen (``gc.freeze`` would keep every napari object alive at that moment
-out of collection for good, e.g. a layer deleted later). Nothing is redirected:
+(measured: left on, the ~700,000 objects it creates trigger about 7 full collections
+of 20-490 ms each, holding the GIL). Those objects would still all sit in the youngest
+generation when collection resumes: measured on an idle AMD EPYC, the next collections
+then took 180 ms (generation 0), 190 ms (1) and 375 ms twice (2), each a stall of the
+GUI. So the objects alive when a TensorFlow job runs are moved out of the collector's
+scans for the job (:func:`jobs_hold_heap`, ``gc.freeze``) and handed back when the last
+job ends (``gc.unfreeze``): nothing is kept out of collection for good (a layer deleted
+during a training is collected after it), and between jobs the collector sees
+everything. Nothing is redirected:
 TensorFlow's few start-up lines go to napari's terminal, and stderr stays whole for
 other threads and for a faulthandler dump.
 
@@ -54,9 +59,17 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ensure_tensorflow", "keep_symbols_local", "llvm_clash", "llvm_is_loaded"]
+__all__ = [
+    "ensure_tensorflow",
+    "jobs_hold_heap",
+    "keep_symbols_local",
+    "llvm_clash",
+    "llvm_is_loaded",
+]
 
 _lock = threading.Lock()
+_heap_lock = threading.Lock()
+_heap_holders = 0  # jobs inside jobs_hold_heap()
 
 #: LLVM symbols exported by TensorFlow 2.21's framework library and by Mesa's LLVM 14
 #: and 15 alike (``raw_ostream::write``, ``raw_ostream::flush_nonempty``,
@@ -176,6 +189,27 @@ def _collector_held_off() -> Iterator[None]:
             gc.enable()
 
 
+@contextlib.contextmanager
+def jobs_hold_heap() -> Iterator[None]:
+    """Keep the objects alive now out of the collector's scans while inside.
+
+    The first job in freezes them (``gc.freeze``: the TensorFlow modules, napari's
+    objects); the last one out hands them back (``gc.unfreeze``), so garbage among them
+    is collected after the job rather than never. Jobs may nest or overlap.
+    """
+    global _heap_holders
+    with _heap_lock:
+        _heap_holders += 1
+        gc.freeze()  # also takes what an earlier job created; cheap (a list splice)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_holders -= 1
+            if _heap_holders == 0:
+                gc.unfreeze()
+
+
 def ensure_tensorflow() -> None:
     """Import TensorFlow and Keras (local symbols, deep binding where needed) if not yet
     done; called at the start of every job that needs them, in its worker thread."""
@@ -190,3 +224,5 @@ def ensure_tensorflow() -> None:
             _preload_libraries()
             importlib.import_module("tensorflow")
             importlib.import_module("keras")  # imported by every job next; same reasons
+            if _heap_holders:  # inside a job: its new objects join the frozen ones
+                gc.freeze()

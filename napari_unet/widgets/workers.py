@@ -36,7 +36,7 @@ from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
 from napari_unet.engine.events import drain
 
-from .tf_loader import ensure_tensorflow
+from .tf_loader import ensure_tensorflow, jobs_hold_heap
 
 __all__ = [
     "JOIN_SECONDS",
@@ -104,13 +104,14 @@ def _in_own_thread(
     def drive() -> None:
         _lower_priority()
         try:
-            generator = factory()
-            while True:
-                try:
-                    channel.put(("event", next(generator)))
-                except StopIteration as finished:
-                    channel.put(("return", finished.value))
-                    return
+            with jobs_hold_heap():  # no full scans of napari + TensorFlow (tf_loader)
+                generator = factory()
+                while True:
+                    try:
+                        channel.put(("event", next(generator)))
+                    except StopIteration as finished:
+                        channel.put(("return", finished.value))
+                        return
         except BaseException as exc:  # relayed to the napari worker's `errored`
             channel.put(("error", exc))
 
