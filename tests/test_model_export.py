@@ -321,3 +321,36 @@ def test_finetune_takes_a_bioimageio_package(package, tmp_path, monkeypatch, cap
     imported = model_folder_of(package)
     assert imported.parent == tmp_path / "cache" / "imported"
     assert model_folder_of(package) == imported  # imported once, then reused
+
+
+@pytest.mark.gui
+def test_dock_predicts_with_a_bioimageio_package(
+    package, make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """The Predict tab takes a package where a model folder goes: imported in the worker,
+    then the current model (so Correct & retrain fine-tunes it)."""
+    from napari_unet.engine.model.model_source import model_folder_of
+
+    monkeypatch.setenv("NAPARI_UNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    images = np.random.default_rng(4).integers(0, 255, (2, 64, 64)).astype(np.uint8)
+    viewer.add_image(images, name="em")
+    predict = dock.predict_tab
+    predict.source.value = "model folder"
+    predict.model_folder.value = str(package)
+    predict.image.value = viewer.layers["em"]
+    try:
+        job = predict.predict()
+        assert job is not None
+        qtbot.waitUntil(lambda: job.finished, timeout=300_000)
+        qtbot.waitUntil(lambda: "em prediction" in viewer.layers, timeout=60_000)
+        assert viewer.layers["em prediction"].data.shape == images.shape
+        imported = model_folder_of(package)
+        assert imported.parent == tmp_path / "cache" / "imported"
+        assert dock.model_dir == imported
+        assert predict.model_source_dir() == imported  # the next prediction skips the import
+    finally:
+        dock.shutdown()
+        qtbot.waitUntil(lambda: not dock.jobs.running(), timeout=120_000)

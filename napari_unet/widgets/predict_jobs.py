@@ -137,8 +137,9 @@ def predict_job(
         ensure_tensorflow()
         from napari_unet.engine.inference.predict import predict_iter
         from napari_unet.engine.model.model_folder import LoadedModel, load_model
+        from napari_unet.engine.model.model_source import model_folder_of
 
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        loaded = model if isinstance(model, LoadedModel) else load_model(model_folder_of(model))
         yield loaded
         return (yield from predict_iter(loaded, np.asarray(images), predict_config, stop=stop))
 
@@ -163,8 +164,9 @@ def predict_lazy_job(
         ensure_tensorflow()
         from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_lazy_iter
         from napari_unet.engine.model.model_folder import LoadedModel, load_model
+        from napari_unet.engine.model.model_source import model_folder_of
 
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        loaded = model if isinstance(model, LoadedModel) else load_model(model_folder_of(model))
         yield loaded
         options = BlockwiseOptions(probability_dtype="uint8", write_mask=False)
         result = yield from predict_lazy_iter(

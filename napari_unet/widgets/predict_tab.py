@@ -90,7 +90,9 @@ class PredictTab(QWidget):
             label="Model folder",
             mode="d",
             value="",
-            tooltip="A folder written by training (config.yaml, best.keras)",
+            tooltip="A folder written by training (config.yaml, best.keras), or a "
+            "bioimage.io package (its folder, rdf.yaml or .zip; imported once, in the "
+            "background, on the first prediction)",
         )
         self.image = ComboBox(label="Image", choices=self._images)
         self.tile_size = SpinBox(label="Tile size", min=16, max=8192, step=16, value=p.tile_size)
@@ -146,6 +148,7 @@ class PredictTab(QWidget):
         )
         self._scratch: dict[str, Path] = {}  # image name -> zarr group of its lazy prediction
         self._slider_model: Path | None = None  # whose stored threshold the slider shows
+        self._imported: dict[Path, Path] = {}  # bioimage.io package -> its imported folder
         self.source.changed.connect(lambda *_: self._sync_threshold())
         self.model_folder.changed.connect(lambda *_: self._sync_threshold())
         self._update_visibility()
@@ -208,6 +211,7 @@ class PredictTab(QWidget):
             If it is not set, missing, or not a model folder.
         """
         from napari_unet.engine.model.model_folder import ModelFolder
+        from napari_unet.engine.model.model_source import is_bioimageio_package
         from napari_unet.sample import PRETRAINED_MODEL
 
         choice = self.source.value
@@ -221,6 +225,9 @@ class PredictTab(QWidget):
             if text in ("", "."):
                 raise UserInputError("choose a model folder (or train a model first)")
             folder = Path(text).expanduser()
+            if folder.exists() and is_bioimageio_package(folder):
+                # imported in the prediction worker (it loads Keras); then its folder
+                return self._imported.get(folder, folder)
         if not folder.is_dir():
             raise UserInputError(f"model folder {folder} does not exist")
         if not (folder / "config.yaml").exists():
@@ -305,11 +312,15 @@ class PredictTab(QWidget):
                 self.progress.start(event.total)
             self.progress.update(event.done, f"{event.done}/{event.total} tiles", event.eta)
         else:  # the LoadedModel: keep it for the next prediction
-            self.context.remember_model(folder, event)
+            loaded_from = Path(event.folder) if event.folder is not None else folder
+            if loaded_from != folder:  # a bioimage.io package, imported now
+                self._imported[folder] = loaded_from
+            self.context.remember_model(loaded_from, event)
 
     def _show_prediction(
         self, prediction: Any, name: str, ndim: int, placement: dict[str, Any], folder: Path
     ) -> None:
+        folder = self._imported.get(folder, folder)
         probability = np.asarray(prediction.probability, dtype=np.float32)
         if ndim == 2 and probability.shape[0] == 1:
             probability = probability[0]
@@ -330,6 +341,7 @@ class PredictTab(QWidget):
         self, lazy: Any, name: str, placement: dict[str, Any], folder: Path
     ) -> None:
         self._scratch[name] = lazy.group
+        folder = self._imported.get(folder, folder)
         self._show(lazy.result.probability_float(), name, placement, folder, lazy.group)
         result = lazy.result
         self.progress.close(
