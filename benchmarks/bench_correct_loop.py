@@ -172,15 +172,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _recipe(work: Path) -> dict:
     """The fine-tuning settings the runs used, read back from one of their versions."""
-    import json as json_module
-
     from napari_unet.engine.model.model_folder import ModelFolder
 
     versions = sorted(p for p in work.iterdir() if (p / "config.yaml").exists())
     if not versions:
         return {}
-    train = ModelFolder(versions[0]).load_config().train
-    meta = json_module.loads((versions[0] / "metadata.json").read_text())
+    folder = ModelFolder(versions[0])
+    train = folder.load_config().train
+    meta = folder.read_json(folder.metadata_path, default={}) or {}
     return {
         "learning_rate": train.learning_rate,
         "freeze_batch_norm": train.freeze_batch_norm,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,14 +193,12 @@ def run_demo(
         # --init-from` and the dock): here on the shipped training slices, which the model
         # already knows, so it shows the mechanics (replay, calibration, a new version)
         # rather than a gain; correcting slices of a new volume is what raises the score.
-        started = time.perf_counter()
         result = finetune(
             PRETRAINED_MODEL,
             read_stack(paths["train_images"]),
             read_mask(paths["train_masks"]),
             output=output / "fine-tuned-model",
             max_minutes=train_minutes,
-            started=started,
             overwrite=replace,
             callback=progress_printer(False),
         )

@@ -123,6 +123,15 @@ def digest_job(stack: Any, slices: list[int]) -> dict[int, str]:
     return slice_digests(stack, slices)
 
 
+def _loaded(model: Any) -> Any:
+    """`model` if it is a ``LoadedModel``, else loaded from its folder (a bioimage.io
+    package is imported first; in the worker, since it loads Keras)."""
+    from napari_unet.engine.model.model_folder import LoadedModel, load_model
+    from napari_unet.engine.model.model_source import model_folder_of
+
+    return model if isinstance(model, LoadedModel) else load_model(model_folder_of(model))
+
+
 def predict_job(
     model: Any,
     images: Any,
@@ -136,10 +145,8 @@ def predict_job(
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()
         from napari_unet.engine.inference.predict import predict_iter
-        from napari_unet.engine.model.model_folder import LoadedModel, load_model
-        from napari_unet.engine.model.model_source import model_folder_of
 
-        loaded = model if isinstance(model, LoadedModel) else load_model(model_folder_of(model))
+        loaded = _loaded(model)
         yield loaded
         return (yield from predict_iter(loaded, np.asarray(images), predict_config, stop=stop))
 
@@ -163,10 +170,8 @@ def predict_lazy_job(
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()
         from napari_unet.engine.inference.blockwise import BlockwiseOptions, predict_lazy_iter
-        from napari_unet.engine.model.model_folder import LoadedModel, load_model
-        from napari_unet.engine.model.model_source import model_folder_of
 
-        loaded = model if isinstance(model, LoadedModel) else load_model(model_folder_of(model))
+        loaded = _loaded(model)
         yield loaded
         options = BlockwiseOptions(probability_dtype="uint8", write_mask=False)
         result = yield from predict_lazy_iter(

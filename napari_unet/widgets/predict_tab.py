@@ -320,7 +320,6 @@ class PredictTab(QWidget):
     def _show_prediction(
         self, prediction: Any, name: str, ndim: int, placement: dict[str, Any], folder: Path
     ) -> None:
-        folder = self._imported.get(folder, folder)
         probability = np.asarray(prediction.probability, dtype=np.float32)
         if ndim == 2 and probability.shape[0] == 1:
             probability = probability[0]
@@ -341,7 +340,6 @@ class PredictTab(QWidget):
         self, lazy: Any, name: str, placement: dict[str, Any], folder: Path
     ) -> None:
         self._scratch[name] = lazy.group
-        folder = self._imported.get(folder, folder)
         self._show(lazy.result.probability_float(), name, placement, folder, lazy.group)
         result = lazy.result
         self.progress.close(
@@ -358,6 +356,7 @@ class PredictTab(QWidget):
     ) -> None:
         """Show the probability, then write the labels (keeping edited slices)."""
         viewer = self.context.viewer
+        folder = self._imported.get(folder, folder)  # a package: its imported folder
         if folder != self._slider_model:  # a new model: its calibrated threshold
             self._use_model_threshold(folder)
         if len(placement["scale"]) != probability.ndim:
