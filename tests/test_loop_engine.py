@@ -6,7 +6,11 @@ import pytest
 
 from napari_unet.engine.data.synthetic import synthetic_em
 from napari_unet.engine.errors import UserInputError
-from napari_unet.engine.evaluation.ranking import rank_by_metric, rank_by_uncertainty
+from napari_unet.engine.evaluation.ranking import (
+    rank_by_metric,
+    rank_by_uncertainty,
+    spread_order,
+)
 from napari_unet.engine.inference.postprocess import (
     annotation_convention,
     instances_from_probability,
@@ -53,6 +57,20 @@ def test_uncertainty_ranks_the_unsure_slice_first():
         {"slice": 2, "rand_fscore": 0.5},
     ]
     assert [r["slice"] for r in rank_by_metric(per_slice)] == [2, 0, 1]
+
+
+def test_suggested_order_spreads_the_uncertain_slices_through_the_stack():
+    # 20 slices; the most uncertain are the neighbours 4 and 5, then 6, then 15
+    entropy = np.linspace(0.1, 0.2, 20)
+    entropy[[4, 5, 6, 15]] = [0.9, 0.89, 0.88, 0.5]
+    prob = 0.5 + 0.5 * (1 - entropy)[:, None, None]  # nearer 0.5 = more uncertain
+    ranking = rank_by_uncertainty(np.broadcast_to(prob, (20, 4, 4)).copy())
+    assert [r["slice"] for r in ranking][:3] == [4, 5, 6]
+    order = spread_order(ranking)
+    assert order[:2] == [4, 15]  # not the neighbour 5: at least 20 // 4 = 5 slices apart
+    assert sorted(order) == list(range(20))  # every slice once
+    assert spread_order(ranking, min_gap=0) == [r["slice"] for r in ranking]
+    assert spread_order([]) == []
 
 
 def test_mixing_repeats_corrections_and_pads_shapes():

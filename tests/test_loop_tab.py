@@ -260,8 +260,10 @@ def test_metrics_table_and_uncertainty_ranking(loop, plugin_dock, viewer_with_em
 
     _wait(qtbot, loop.rank_uncertainty())
     assert table.mode == "uncertainty" and table.row_labels()[0] == "1"
-    entropies = [float(table.item(r, 1).text()) for r in range(table.rowCount())]
-    assert entropies == sorted(entropies, reverse=True)
+    picks = [int(table.item(r, 1).text()) for r in range(table.rowCount())]
+    assert picks == [1, 2, 3]  # sorted by the suggested order
+    entropies = [float(table.item(r, 2).text()) for r in range(table.rowCount())]
+    assert entropies == sorted(entropies, reverse=True)  # 3 slices: no spreading to do
     table.cellDoubleClicked.emit(2, 0)
     assert viewer.dims.current_step[0] == int(table.row_labels()[2])
 

@@ -63,8 +63,9 @@ def metrics_job(probability: Any, truth: Any, threshold: float) -> dict[str, Any
 
 
 def uncertainty_job(probability: Any) -> list[dict[str, float]]:
-    """Slices ranked most uncertain first (read one slice at a time)."""
-    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty
+    """Slices ranked most uncertain first (read one slice at a time), each with its place
+    in the suggested correction order (``"pick"``: 1 first; see ``ranking.spread_order``)."""
+    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty, spread_order
 
     stack = stack_view(probability)
     records = []
@@ -74,7 +75,9 @@ def uncertainty_job(probability: Any) -> list[dict[str, float]]:
             part.compute(scheduler="synchronous") if hasattr(part, "compute") else part
         )
         records.append({**rank_by_uncertainty(plane[None])[0], "slice": z})
-    return sorted(records, key=lambda r: -r["entropy"])
+    ranked = sorted(records, key=lambda r: -r["entropy"])
+    order = {z: place for place, z in enumerate(spread_order(ranked), start=1)}
+    return [{**record, "pick": order[int(record["slice"])]} for record in ranked]
 
 
 class MetricsPanel(LoopSection):
@@ -245,8 +248,8 @@ class MetricsPanel(LoopSection):
         def on_returned(ranking: list[dict[str, float]]) -> None:
             self.metrics_table.show_ranking(ranking)
             self.metrics_label.setText(
-                f"{prob.name}: most uncertain slices first (probability "
-                "near 0.5); correct those next"
+                f"{prob.name}: slices in the order to correct them (pick order: the "
+                "most uncertain first, spread through the stack)"
             )
 
         self.metrics_job = start_job(

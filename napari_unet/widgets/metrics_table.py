@@ -152,21 +152,27 @@ class MetricsTable(QTableWidget):
         self.sortByColumn(headers.index("Rand F"), Qt.SortOrder.AscendingOrder)
 
     def show_ranking(self, ranking: list[dict[str, float]]) -> None:
-        """Show ``ranking.rank_by_uncertainty`` output, most uncertain slice first."""
+        """Show ranked slices in the suggested order to correct them (``"pick"``, from
+        ``ranking.spread_order``; most uncertain first when the records have none)."""
         rows = [
             (
                 [
                     (str(int(r["slice"])), float(r["slice"])),
+                    (str(int(r.get("pick", place))), float(r.get("pick", place))),
                     (_fmt(r["entropy"]), float(r["entropy"])),
                     (_fmt(r["uncertain_fraction"]), float(r["uncertain_fraction"])),
                 ],
                 False,
             )
-            for r in ranking
+            for place, r in enumerate(ranking, start=1)
         ]
-        self._fill(["slice", "uncertainty (entropy)", "fraction near 0.5"], rows)
+        self._fill(["slice", "pick order", "uncertainty (entropy)", "fraction near 0.5"], rows)
+        self.horizontalHeaderItem(1).setToolTip(
+            "suggested order to correct: the most uncertain slices first, spread through "
+            "the stack (neighbouring slices show nearly the same cells)"
+        )
         self.mode = "uncertainty"
-        self.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+        self.sortByColumn(1, Qt.SortOrder.AscendingOrder)
 
     # ----------------------------------------------------------------- reading
 
