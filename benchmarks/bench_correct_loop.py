@@ -17,8 +17,10 @@ finetune`` and the dock, with the same wall-clock budget ``--minutes`` counted f
 
 - ``no correction``: the parent model as it is, with its stored threshold;
 - ``2 random slices``: two candidates drawn with the seed;
-- ``2 most uncertain slices``: the two candidates the parent is least sure of (mean binary
-  entropy of its probabilities, ``engine.evaluation.ranking.rank_by_uncertainty``).
+- ``2 most uncertain slices, spread``: the first two candidates of the order the dock
+  suggests (``engine.evaluation.ranking.spread_order`` of the parent's mean binary entropy,
+  ``rank_by_uncertainty``: the most uncertain first, then the most uncertain at least a
+  quarter of the candidates away; the two most uncertain alone were neighbours).
 
 Scores: mean Rand F-score and pixel error of the test slices, with the mask ``predict``
 writes by default (the version's stored, calibrated threshold). Medians and min-max over
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 SHIFTS = {"wide": {"dark_as_boundary": 0.0}, "wide+dark": {"dark_as_boundary": 0.15}}
 CANDIDATES = list(range(20))
 TEST = list(range(20, 27))
+UNCERTAIN_ARM = "2 most uncertain slices, spread"
 
 
 def _scores(model_dir: Path, images: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench_machine import machine
     from domain_shift import shift_volume
 
-    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty
+    from napari_unet.engine.evaluation.ranking import rank_by_uncertainty, spread_order
     from napari_unet.engine.training.finetune import finetune
 
     data = Path(args.data)
@@ -104,12 +107,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     parent = _scores(Path(args.model), images, masks)
     ranking = rank_by_uncertainty(parent.pop("probability")[CANDIDATES])
-    uncertain = sorted(CANDIDATES[int(r["slice"])] for r in ranking[:2])
+    uncertain = sorted(CANDIDATES[z] for z in spread_order(ranking)[:2])
     runs = [{"arm": "no correction", "seed": None, "slices": [], **parent}]
     for seed in range(args.seeds):
         chosen = sorted(np.random.default_rng(seed).choice(CANDIDATES, 2, replace=False).tolist())
-        for arm, slices in (("2 random slices", chosen), ("2 most uncertain slices", uncertain)):
-            output = work / f"{arm.split()[1]}-seed{seed}"
+        for arm, slices in (("2 random slices", chosen), (UNCERTAIN_ARM, uncertain)):
+            output = work / f"{arm.split()[1].rstrip(',')}-seed{seed}"
             started = time.perf_counter()
             result = finetune(
                 args.model,
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(json.dumps(runs[-1]), flush=True)
 
     summary = {}
-    for arm in ("no correction", "2 random slices", "2 most uncertain slices"):
+    for arm in ("no correction", "2 random slices", UNCERTAIN_ARM):
         chosen_runs = [r for r in runs if r["arm"] == arm]
         summary[arm] = {
             "runs": len(chosen_runs),
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).write_text(json.dumps(report, indent=2))
     for arm, values in summary.items():
         print(
-            f"{arm:26s} Rand F {values['rand_fscore']['median']:.4f} "
+            f"{arm:34s} Rand F {values['rand_fscore']['median']:.4f} "
             f"[{values['rand_fscore']['min']:.4f}-{values['rand_fscore']['max']:.4f}]  "
             f"pixel error {values['pixel_error']['median']:.4f} "
             f"[{values['pixel_error']['min']:.4f}-{values['pixel_error']['max']:.4f}]"
