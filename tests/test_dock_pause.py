@@ -99,8 +99,15 @@ def test_stop_while_paused_ends_promptly(tmp_path):
 
 
 @pytest.mark.gui
-def test_pause_button_holds_training_and_resume_continues(unet_dock, qtbot, notifications):
+@pytest.mark.parametrize("job_process", ["1", "0"], ids=["child-process", "in-process"])
+def test_pause_button_holds_training_and_resume_continues(
+    unet_dock, qtbot, notifications, monkeypatch, job_process
+):
+    """Both ways a dock job runs: in a child process (the default) and in a thread of
+    napari's process (data that cannot be sent to a child, NAPARI_UNET_JOB_PROCESS=0)."""
     import napari  # noqa: F401  (a test dependency: missing fails)
+
+    monkeypatch.setenv("NAPARI_UNET_JOB_PROCESS", job_process)
 
     tab = unet_dock.train_tab
     tab.epochs.value = 200

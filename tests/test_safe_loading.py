@@ -185,12 +185,21 @@ _FORBIDDEN = {
 }
 
 
+#: The one module allowed to pickle, and why: it talks to the child process it started
+#: itself over two anonymous pipes (never a file, a socket or anything a user hands in),
+#: as ``multiprocessing`` does.
+_PICKLE_ALLOWED = {"napari_unet/engine/child_process.py"}
+
+
 def test_source_audit_no_unsafe_loading():
     problems = []
     for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent).as_posix()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]
             for pattern, rule in _FORBIDDEN.items():
+                if rule == "no pickle" and relative in _PICKLE_ALLOWED:
+                    continue
                 if re.search(pattern, code):
                     problems.append(
                         f"{path.relative_to(PACKAGE.parent)}:{number}: {rule}: {line.strip()}"

@@ -62,8 +62,9 @@ def test_opening_the_dock_and_reading_do_not_import_tensorflow(tmp_path):
 
 def test_workflow_in_a_fresh_napari_process(tmp_path):
     """The real order of events: napari's canvas (and Mesa's LLVM) first, TensorFlow
-    imported later by the first worker. Train twice, predict twice, preview twice:
-    no crash (LLVM symbol clash) and no deadlock (reused worker threads)."""
+    imported later by the first worker. Train twice (in a child process, which leaves
+    this one without TensorFlow), predict twice, preview twice (in this process): no
+    crash (LLVM symbol clash) and no deadlock (reused worker threads)."""
     code = textwrap.dedent(
         f"""
         import sys, time
@@ -93,6 +94,8 @@ def test_workflow_in_a_fresh_napari_process(tmp_path):
         for _ in range(2):
             run(dock.train_tab.train())
             assert dock.train_tab.last_event.kind == "done", dock.train_tab.last_event
+        # training ran in a child process: this one has not imported TensorFlow yet
+        assert "tensorflow" not in sys.modules
         for _ in range(2):
             run(dock.predict_tab.predict())
             run(dock.augment_tab.preview())

@@ -3,7 +3,8 @@
 "Fine-tune on corrections" warm-starts the current model on the corrected and
 reviewed slices in a worker (:func:`napari_unet.engine.training.finetune.finetune_iter`)
 and makes the result the current model version. Nothing here imports
-TensorFlow: the job imports it in its own worker thread.
+TensorFlow: the job runs in a child process (or, for data that cannot be sent there,
+in its own worker thread).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QWidget
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
+from .child_jobs import in_child_process
 from .layer_utils import layer_data, layer_stack_shape, require_layer
 from .loop_section import LoopSection, row
 from .loop_versions import VERSION_NAME
@@ -50,8 +52,25 @@ def finetune_job(
 ) -> Generator[Any, None, Any]:
     """Fine-tune `parent` on corrected slices, yielding TrainEvents; returns the TrainResult.
 
-    Runs in a worker thread: no Qt, no layers.
+    Runs in a worker thread: no Qt, no layers. The engine runs in a child process
+    (:func:`.child_jobs.in_child_process`), or in a thread of this process when the data
+    cannot be sent to one.
     """
+    options = {
+        "slices": slices,
+        "output": output,
+        "max_minutes": max_minutes,
+        "metadata": metadata,
+        "mask_kind": mask_kind,
+    }
+    child = in_child_process(
+        "napari_unet.engine.training.finetune:finetune_iter",
+        (parent, images, np.array(masks)),  # the copy is taken here, not on the GUI thread
+        options,
+        stop,
+    )
+    if child is not None:
+        return (yield from _forward(child, closing))
 
     def events() -> Generator[Any, None, Any]:
         ensure_tensorflow()  # first: before any engine module can import it
@@ -63,12 +82,8 @@ def finetune_job(
                 parent,
                 images,
                 corrections,
-                slices=slices,
-                output=output,
-                max_minutes=max_minutes,
                 stop=stop,
-                metadata=metadata,
-                mask_kind=mask_kind,
+                **options,
             )
         )
 
