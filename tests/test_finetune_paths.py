@@ -166,8 +166,8 @@ def test_dock_and_cli_finetune_give_the_engine_the_same_run(
     loop.budget.value = 1.0
     recorder = _Recorder()
     monkeypatch.setattr(train_module, "train_iter", recorder)
-    # the recorder replaces the engine in this process: keep the dock's job here (its
-    # child-process branch passes the very same arguments, see loop_finetune.finetune_job)
+    # the recorder replaces the engine in this process: keep the dock's job here (a
+    # child gets the very same call, see child_jobs.engine_job)
     monkeypatch.setenv("NAPARI_UNET_JOB_PROCESS", "0")
     job = loop.finetune()
     assert job is not None

@@ -44,7 +44,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChildEnded", "ChildProcess", "child_main"]
+__all__ = ["ChildEnded", "ChildProcess", "child_main", "resolve_target"]
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    """The function named by ``"package.module:function"`` (imported if needed)."""
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 class ChildEnded(RuntimeError):
@@ -68,7 +74,7 @@ class ChildProcess:
         self.process = process
         self.events = events
         self.control = control
-        self._sent: set[str] = set()
+        self._stop_sent = False
 
     @classmethod
     def start(
@@ -125,7 +131,7 @@ class ChildProcess:
     def _send(self, message: str) -> None:
         with contextlib.suppress(OSError):
             self.control.send(message)
-        self._sent.add(message)
+        self._stop_sent = self._stop_sent or message == "stop"
 
     def relay(
         self,
@@ -145,7 +151,7 @@ class ChildProcess:
         paused = False
         try:
             while True:
-                if stop.is_set() and "stop" not in self._sent:
+                if stop.is_set() and not self._stop_sent:
                     self._send("stop")
                 if pause is not None and pause.is_set() != paused:
                     paused = pause.is_set()
@@ -175,7 +181,7 @@ class ChildProcess:
 
     def close(self) -> None:
         """Tell a still running child to stop and close the parent's pipe ends."""
-        if self.process.poll() is None and "stop" not in self._sent:
+        if self.process.poll() is None and not self._stop_sent:
             self._send("stop")
         self.control.close()
         self.events.close()
@@ -224,8 +230,7 @@ def child_main(events_fd: int, control_fd: int, nice: int = 0) -> int:
     try:
         for module in options["preload"]:
             importlib.import_module(module)
-        module_name, function_name = target.split(":")
-        function = getattr(importlib.import_module(module_name), function_name)
+        function = resolve_target(target)
         send(("ready", None))
         extra: dict[str, Any] = {"stop": stop}
         if options["pause"]:

@@ -2,7 +2,8 @@
 
 The worker thread (see :mod:`.workers`) only relays: it mirrors Stop and Pause to the
 child and yields the child's events to the GUI. Why a child process, and its protocol:
-:mod:`napari_unet.engine.child_process`.
+:mod:`napari_unet.engine.child_process`. :func:`engine_job` falls back to a thread of
+napari's process, with the very same call, when the job cannot be sent to a child.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import threading
 from collections.abc import Generator
 from typing import Any
 
-from .workers import _CONTROL, NICE_INCREMENT
+from .tf_loader import ensure_tensorflow
+from .workers import _CONTROL, NICE_INCREMENT, _forward, _in_own_thread
 
-__all__ = ["in_child_process"]
+__all__ = ["engine_job", "in_child_process"]
 
 
 def in_child_process(
@@ -50,3 +52,37 @@ def in_child_process(
     control = _CONTROL.get(threading.get_ident())
     given_up = None if control is None else control.given_up
     return child.relay(stop, pause, given_up=given_up, ready=ready)
+
+
+def engine_job(
+    target: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    stop: threading.Event,
+    closing: threading.Event,
+    name: str,
+    pause: threading.Event | None = None,
+    ready: Any = None,
+) -> Generator[Any, None, Any]:
+    """Run ``target(*args, **kwargs, stop=stop[, pause=pause])``, an engine generator, and
+    yield its events (`ready` first, once TensorFlow is imported); return its result.
+
+    In a child process (:func:`in_child_process`), or, when the job cannot be sent to one,
+    in a thread of this process (:func:`.workers._in_own_thread`, named `name`). Once
+    `closing` is set, the job runs to its end silently (:func:`.workers._forward`).
+    """
+    child = in_child_process(target, args, kwargs, stop, pause, ready=ready)
+    if child is not None:
+        return (yield from _forward(child, closing))
+
+    def here() -> Generator[Any, None, Any]:
+        ensure_tensorflow()  # first: before any engine module can import it
+        from napari_unet.engine.child_process import resolve_target
+
+        function = resolve_target(target)
+        if ready is not None:
+            yield ready
+        extra = {"stop": stop} if pause is None else {"stop": stop, "pause": pause}
+        return (yield from function(*args, **kwargs, **extra))
+
+    return (yield from _forward(_in_own_thread(here, name), closing))

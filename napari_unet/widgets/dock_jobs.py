@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .child_jobs import in_child_process
+from .child_jobs import engine_job
 from .tf_loader import ensure_tensorflow
 from .workers import _forward, _in_own_thread
 
@@ -80,41 +80,22 @@ def train_job(
     Yields two :class:`Phase` markers (importing TensorFlow; preparing the data
     and building the network), then the engine's TrainEvents. Returns the
     engine's ``TrainResult``. The engine runs in a child process
-    (:func:`.child_jobs.in_child_process`: the viewer keeps its GIL), or in a thread
+    (:func:`.child_jobs.engine_job`: the viewer keeps its GIL), or in a thread
     of this process when the data cannot be sent to one.
     """
     yield Phase(1, START_PHASES, "starting the training process, loading TensorFlow")
-    building = Phase(2, START_PHASES, "reading the data, building and compiling the network")
-    child = in_child_process(
-        "napari_unet.engine.training.train:train_iter",
-        (config, images, masks, val_images, val_masks),
-        {"metadata": metadata},
-        stop,
-        pause,
-        ready=building,
-    )
-    if child is not None:
-        return (yield from _forward(child, closing))
-
-    def events() -> Generator[Any, None, Any]:  # here, in a thread of this process
-        ensure_tensorflow()  # first: before any engine module can import it
-        from napari_unet.engine.training.train import train_iter
-
-        yield building
-        return (
-            yield from train_iter(
-                config,
-                images,
-                masks,
-                val_images,
-                val_masks,
-                stop=stop,
-                metadata=metadata,
-                pause=pause,
-            )
+    return (
+        yield from engine_job(
+            "napari_unet.engine.training.train:train_iter",
+            (config, images, masks, val_images, val_masks),
+            {"metadata": metadata},
+            stop,
+            closing,
+            "training",
+            pause=pause,
+            ready=Phase(2, START_PHASES, "reading the data, building and compiling the network"),
         )
-
-    return (yield from _forward(_in_own_thread(events, "training"), closing))
+    )
 
 
 def lr_find_job(

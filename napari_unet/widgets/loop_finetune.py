@@ -21,14 +21,13 @@ from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QWidget
 from napari_unet.engine.errors import UserInputError
 
 from . import notify
-from .child_jobs import in_child_process
+from .child_jobs import engine_job
 from .layer_utils import layer_data, layer_stack_shape, require_layer
 from .loop_section import LoopSection, row
 from .loop_versions import VERSION_NAME
 from .loss_plot import LossPlot
 from .progress import TaskProgress, format_seconds
-from .tf_loader import ensure_tensorflow
-from .workers import Job, _forward, _in_own_thread, start_job
+from .workers import Job, start_job
 
 if TYPE_CHECKING:
     from .dock_context import DockContext, Predictor
@@ -53,7 +52,7 @@ def finetune_job(
     """Fine-tune `parent` on corrected slices, yielding TrainEvents; returns the TrainResult.
 
     Runs in a worker thread: no Qt, no layers. The engine runs in a child process
-    (:func:`.child_jobs.in_child_process`), or in a thread of this process when the data
+    (:func:`.child_jobs.engine_job`), or in a thread of this process when the data
     cannot be sent to one.
     """
     options = {
@@ -63,31 +62,17 @@ def finetune_job(
         "metadata": metadata,
         "mask_kind": mask_kind,
     }
-    child = in_child_process(
-        "napari_unet.engine.training.finetune:finetune_iter",
-        (parent, images, np.array(masks)),  # the copy is taken here, not on the GUI thread
-        options,
-        stop,
-    )
-    if child is not None:
-        return (yield from _forward(child, closing))
-
-    def events() -> Generator[Any, None, Any]:
-        ensure_tensorflow()  # first: before any engine module can import it
-        from napari_unet.engine.training.finetune import finetune_iter
-
-        corrections = np.array(masks)  # the copy is taken here, not on the GUI thread
-        return (
-            yield from finetune_iter(
-                parent,
-                images,
-                corrections,
-                stop=stop,
-                **options,
-            )
+    corrections = np.array(masks)  # the copy is taken here, not on the GUI thread
+    return (
+        yield from engine_job(
+            "napari_unet.engine.training.finetune:finetune_iter",
+            (parent, images, corrections),
+            options,
+            stop,
+            closing,
+            "fine-tuning",
         )
-
-    return (yield from _forward(_in_own_thread(events, "fine-tuning"), closing))
+    )
 
 
 class FinetunePanel(LoopSection):
