@@ -281,3 +281,39 @@ def test_second_ctrl_c_aborts(tmp_path):
     for name in ("best.keras", "last.keras"):
         if (model / name).exists():
             load_model(model / name)
+
+
+def test_abort_surfacing_as_another_error_still_exits_130(capsys):
+    """A second Ctrl-C whose KeyboardInterrupt a library call turned into another error
+    (the flake of test_second_ctrl_c_aborts: exit 1) is still reported as the abort."""
+    import argparse
+
+    from napari_unet.cli.common import EXIT_INTERRUPTED, run_command, stop_on_interrupt
+
+    def handler(args: argparse.Namespace) -> int:
+        with stop_on_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)  # first: the stop request
+            time.sleep(0.05)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # second: abort
+                time.sleep(5)
+            except KeyboardInterrupt as exc:
+                raise RuntimeError("wrapped by a library") from exc
+        return 0
+
+    assert run_command(handler, argparse.Namespace()) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "napari-unet: interrupted" in err and "unexpected" not in err
+
+
+def test_an_error_without_abort_is_still_a_fault(capsys):
+    import argparse
+
+    from napari_unet.cli.common import EXIT_FAULT, run_command, stop_on_interrupt
+
+    def handler(args: argparse.Namespace) -> int:
+        with stop_on_interrupt():
+            raise RuntimeError("a real fault")
+
+    assert run_command(handler, argparse.Namespace()) == EXIT_FAULT
+    assert "unexpected RuntimeError" in capsys.readouterr().err

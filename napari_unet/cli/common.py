@@ -112,6 +112,11 @@ def run_command(
         print("napari-unet: error: out of memory; use smaller tiles or batches", file=sys.stderr)
         return EXIT_FAULT
     except Exception as exc:  # a bug or an environment fault: one line, no traceback
+        if ABORTED.is_set():
+            # the second Ctrl-C's KeyboardInterrupt surfaced wrapped in another error
+            # (raised inside a library call that converts it): still the user's abort
+            print("napari-unet: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if os.environ.get("NAPARI_UNET_DEBUG"):
             raise
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
@@ -121,6 +126,10 @@ def run_command(
             file=sys.stderr,
         )
         return EXIT_FAULT
+
+
+#: Set when a second Ctrl-C aborted the command (see :func:`stop_on_interrupt`).
+ABORTED = threading.Event()
 
 
 @dataclass
@@ -168,8 +177,11 @@ def stop_on_interrupt() -> Iterator[Interrupt]:
         yield interrupt
         return
 
+    ABORTED.clear()
+
     def handle(signum: int, frame: object) -> None:
         if interrupt.event.is_set():
+            ABORTED.set()
             raise KeyboardInterrupt
         interrupt.event.set()
         with contextlib.suppress(OSError):
