@@ -10,7 +10,9 @@ The shift mimics what changes between EM volumes and labelling styles:
 - labelling style: the boundary class widened by ``--widen`` pixels (default 2; the cell
   interiors eroded), and the darkest ``--dark-as-boundary`` share of the segments (default
   0.15, by mean raw intensity) labelled as boundary, as in volumes where glia and extracellular
-  space count as boundary: a style the parent does not know but can learn from what it sees.
+  space count as boundary: a style the parent does not know but can learn from what it sees;
+  ``--thin-as-boundary R`` (default off) labels the segments thinner than a disc of radius R
+  as boundary (small processes and gaps: a style the image shows by shape).
 
 Writes ``images.tif`` (uint8, (Z, Y, X)) and ``masks.tif`` (uint8 {0, 255}, 255 = cell interior)
 made from the 24 training slices followed by the 3 validation slices (so slices 24-26 are the
@@ -38,6 +40,7 @@ def shift_volume(
     widen: int = 2,
     seed: int = 0,
     dark_as_boundary: float = 0.15,
+    thin_as_boundary: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the shifted (uint8 images, uint8 {0, 255} masks) of (Z, Y, X) inputs.
 
@@ -58,6 +61,10 @@ def shift_volume(
     dark_as_boundary
         Share of the segments (the darkest by mean raw intensity, per slice) relabelled as
         boundary.
+    thin_as_boundary
+        Segments thinner than this (the radius of the largest disc inside them, in pixels
+        after resampling) labelled as boundary: thin processes and gaps, a style the image
+        shows (shape), like glia and extracellular space counted as boundary.
     """
     from scipy import ndimage
 
@@ -77,6 +84,16 @@ def shift_volume(
                 means = ndimage.mean(image, segments, index=np.arange(1, count + 1))
                 dark = np.flatnonzero(means <= np.quantile(means, dark_as_boundary)) + 1
                 mask = np.where(np.isin(segments, dark), 0, mask)
+        if thin_as_boundary > 0:
+            segments, count = ndimage.label(mask > 0, structure)
+            if count:
+                radius = ndimage.maximum(
+                    ndimage.distance_transform_edt(mask > 0),
+                    segments,
+                    index=np.arange(1, count + 1),
+                )
+                thin = np.flatnonzero(np.asarray(radius) < thin_as_boundary) + 1
+                mask = np.where(np.isin(segments, thin), 0, mask)
         if widen:
             mask = ndimage.binary_erosion(mask > 0, structure, iterations=widen)
         out_images.append(np.round(unit * 255).astype(np.uint8))
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--widen", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dark-as-boundary", type=float, default=0.15)
+    parser.add_argument("--thin-as-boundary", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     import tifffile
