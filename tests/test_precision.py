@@ -67,7 +67,7 @@ def test_prediction_runs_in_the_measured_policy(cache, trained_model_dir, monkey
 
     loaded = load_model(trained_model_dir)  # trained in float32
     monkeypatch.setattr(
-        P, "measure_policy", lambda policy, *a: {"float32": 0.3, "mixed_bfloat16": 0.1}[policy]
+        P, "measure_policy", lambda policy, *a, **_: {"float32": 0.3, "mixed_bfloat16": 0.1}[policy]
     )
     converted = P.for_prediction(loaded, "auto")
     assert converted.keras_model.dtype_policy.name == "mixed_bfloat16"
@@ -89,3 +89,15 @@ def test_a_model_that_is_not_the_configs_unet_predicts_as_saved(tmp_path):
     network = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
     loaded = LoadedModel(keras_model=network, config=Config(), folder=tmp_path, metadata={})
     assert for_prediction(loaded, "mixed_bfloat16").keras_model is network
+
+
+def test_a_policy_slower_than_the_limit_is_timed_once(cache, monkeypatch):
+    """On a CPU that emulates bfloat16 a step takes seconds: the probe gives up after the
+    first timed step beyond the limit instead of timing all of them."""
+    clock = iter(range(0, 10_000, 5))  # every perf_counter call is 5 s later
+    monkeypatch.setattr(P.time, "perf_counter", lambda: next(clock))
+    small = ModelConfig(depth=2, base_filters=4)
+    assert P.measure_policy("float32", small, 32, 2, "predict", give_up_above=1.0) == 5
+    consumed_once = next(clock)
+    P.measure_policy("float32", small, 32, 2, "predict")
+    assert next(clock) - consumed_once == 5 * (2 * P.PROBE_STEPS + 1)

@@ -14,6 +14,7 @@ the answer per machine, TensorFlow version, network and step size in the user's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -106,10 +107,20 @@ def choose_policy(seconds_per_step: dict[str, float], min_gain: float = MIN_GAIN
 
 
 def measure_policy(
-    policy: str, model_config: Any, size: int, batch: int, mode: str, in_channels: int = 1
+    policy: str,
+    model_config: Any,
+    size: int,
+    batch: int,
+    mode: str,
+    in_channels: int = 1,
+    give_up_above: float | None = None,
 ) -> float:
     """Median seconds of one training step (``mode="train"``) or forward pass
-    (``mode="predict"``) of the network under `policy` on a random batch."""
+    (``mode="predict"``) of the network under `policy` on a random batch.
+
+    A timed step slower than `give_up_above` seconds ends the probe at once: the policy
+    has lost, and on a CPU where bfloat16 is emulated one step can take ten seconds (the
+    probe runs inside the first training's budget)."""
     import keras
     import tensorflow as tf
 
@@ -146,6 +157,8 @@ def measure_policy(
             start = time.perf_counter()
             float(step())
             times.append(time.perf_counter() - start)
+            if give_up_above is not None and times[-1] > give_up_above:
+                break
         return statistics.median(times)
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -231,11 +244,14 @@ def choose_precision(
         message = f"precision auto: {entry['policy']} (measured before: {_fmt(entry['timings'])})"
         _log.info(message)
         return PrecisionChoice(entry["policy"], entry["timings"], True, message)
-    measure = measure or measure_policy
     timings: dict[str, float] = {}
     for policy in candidate_policies(bool(tf.config.list_physical_devices("GPU"))):
+        probe = measure
+        if probe is None:  # a policy twice as slow as the best so far has lost
+            limit = 2 * min(timings.values()) if timings else None
+            probe = functools.partial(measure_policy, give_up_above=limit)
         try:
-            timings[policy] = float(measure(policy, model_config, size, batch, mode, in_channels))
+            timings[policy] = float(probe(policy, model_config, size, batch, mode, in_channels))
         except Exception as exc:  # a policy this machine cannot run is not a candidate
             _log.info("precision probe of %s failed: %s", policy, exc)
     policy = choose_policy(timings)
