@@ -1,6 +1,7 @@
 """The correct-and-retrain loop on a domain-shifted EM volume, several seeds.
 
-Run: ``python benchmarks/bench_correct_loop.py [--seeds 3] [--minutes 5] [--shift wide]``
+Run: ``python benchmarks/bench_correct_loop.py [--seeds 3] [--minutes 5] [--shift wide]
+[--replay-fraction F] [--no-uncertain] [--ceiling]``
 (``--data`` defaults to ``../shared/data/isbi2012``; ``--model`` to the shipped ISBI model).
 
 The "new volume" is ISBI 2012 shifted by ``benchmarks/domain_shift.py``: resampled 1.2x,
@@ -100,11 +101,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--ceiling", action="store_true", help="also fine-tune on all 20 candidates per seed"
     )
-    parser.add_argument("--out", default=None, help="default docs/bench_correct_loop[_dark].json")
+    parser.add_argument(
+        "--no-uncertain", action="store_true", help="leave out the uncertain-slices arm"
+    )
+    parser.add_argument(
+        "--replay-fraction",
+        type=float,
+        default=None,
+        help="share of the parent's data in the fine-tuning batches (default: the engine's)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="default docs/bench_correct_loop[_thin|_dark][_replayNN].json",
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         suffix = {"wide": "", "wide+thin": "_thin", "wide+dark": "_dark"}[args.shift]
+        if args.replay_fraction is not None:
+            suffix += f"_replay{round(args.replay_fraction * 100):02d}"
         args.out = str(ROOT / "docs" / f"bench_correct_loop{suffix}.json")
+    recipe = {} if args.replay_fraction is None else {"replay_fraction": args.replay_fraction}
 
     import tifffile
     from bench_machine import machine
@@ -132,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     runs = [{"arm": "no correction", "seed": None, "slices": [], **parent}]
     for seed in range(args.seeds):
         chosen = sorted(np.random.default_rng(seed).choice(CANDIDATES, 2, replace=False).tolist())
-        arms = [("2 random slices", chosen), (UNCERTAIN_ARM, uncertain)]
+        arms = [("2 random slices", chosen)]
+        if not args.no_uncertain:
+            arms.append((UNCERTAIN_ARM, uncertain))
         if args.ceiling:
             arms.append((CEILING_ARM, CANDIDATES))
         for arm, slices in arms:
@@ -147,10 +166,13 @@ def main(argv: list[str] | None = None) -> dict:
                 max_minutes=args.minutes,
                 overrides={"train.seed": seed},
                 started=started,
+                **recipe,
             )
             wall = time.perf_counter() - started
             scores = _scores(output, images, masks)
             scores.pop("probability")
+            meta = json.loads((output / "metadata.json").read_text())
+            timing = {k: meta.get(k) for k in ("seconds_after_last_batch", "calibration_seconds")}
             runs.append(
                 {
                     "arm": arm,
@@ -158,14 +180,17 @@ def main(argv: list[str] | None = None) -> dict:
                     "slices": slices,
                     "steps": result.steps,
                     "wall_seconds": wall,
+                    **timing,
                     **scores,
                 }
             )
             print(json.dumps(runs[-1]), flush=True)
 
     summary = {}
-    for arm in ARMS if args.ceiling else ARMS[:-1]:
+    for arm in ARMS:
         chosen_runs = [r for r in runs if r["arm"] == arm]
+        if not chosen_runs:
+            continue
         summary[arm] = {
             "runs": len(chosen_runs),
             "rand_fscore": _spread([r["rand_fscore"] for r in chosen_runs]),

@@ -277,10 +277,17 @@ def _complete_version(
     settings["data"] = _saved_data_section(parent_config, parent_dir, output)
     settings["output"] = str(output)
     folder.save_config(Config.model_validate(settings))
+    calibrating = time.perf_counter()
     calibration = _calibrate(folder, data, parent_config.predict.threshold)
     store_threshold(folder, calibration.threshold)
     meta = folder.read_json(folder.metadata_path, default={}) or {}
-    meta.update({"calibration": calibration.as_metadata(), "complete": True})
+    meta.update(
+        {
+            "calibration": calibration.as_metadata(),
+            "calibration_seconds": time.perf_counter() - calibrating,
+            "complete": True,
+        }
+    )
     folder.save_json(folder.metadata_path, meta)
 
 

@@ -144,6 +144,8 @@ class TrainingLoop:
     def __init__(self, run: TrainingRun, started: float) -> None:
         self.run = run
         self.started = started
+        #: ``time.perf_counter()`` when the last batch ended (what follows it is timed).
+        self.last_batch_end = started
         self.train_cfg = run.config.train
         self.total_steps = self.train_cfg.epochs * self.train_cfg.steps_per_epoch
         self.budget = _Budget(self.train_cfg)
@@ -255,6 +257,7 @@ class TrainingLoop:
                 f"the loss became {loss} at step {self.step + 1}; try a lower learning rate"
             )
         self.step += 1
+        self.last_batch_end = time.perf_counter()
         tally.loss += loss
         tally.counts += confusion.numpy()
         if self.run.writer is not None:

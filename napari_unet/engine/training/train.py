@@ -198,6 +198,9 @@ def _finish(loop: TrainingLoop, metadata: dict[str, Any] | None) -> TrainResult:
         "data": run.prepared.description,
         "steps": loop.step,
         "elapsed_seconds": elapsed,
+        # checkpoints, validation and TensorBoard after the last batch (a wall-clock budget
+        # ends the batches; this is what the budget's reserve must cover)
+        "seconds_after_last_batch": time.perf_counter() - loop.last_batch_end,
         "stopped_reason": loop.stopped_reason,
         "failed": loop.failed,
         "best_score": loop.checkpoints.best,
