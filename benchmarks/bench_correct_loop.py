@@ -7,9 +7,9 @@ Run: ``python benchmarks/bench_correct_loop.py [--seeds 3] [--minutes 5] [--shif
 The "new volume" is ISBI 2012 shifted by ``benchmarks/domain_shift.py``: resampled 1.2x,
 lower contrast, gamma 1.4, noise and the boundary class widened by 2 px (``--shift wide``:
 another resolution, acquisition and a thicker-membrane labelling style); ``--shift
-wide+thin`` also labels the segments thinner than a 12 px radius as boundary (about half
-the segments, 4 % of the pixels: small processes counted as boundary, a style the image
-shows by shape, like glia and extracellular space labelled as boundary in other volumes);
+wide+thin`` also labels the segments thinner than a 12 px radius as boundary (small
+processes counted as boundary, a style the image shows by shape, like glia and
+extracellular space labelled as boundary in other volumes);
 ``--shift wide+dark`` also the darkest 15 % of the cells labelled as boundary (a style
 defined by mean intensity alone, which the image does not show crisply: the hard case).
 Slices 0-19 are the candidates a user corrects, slices 20-26 the test slices every arm is
@@ -51,17 +51,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-#: ``domain_shift.shift_volume`` settings of each ``--shift``.
+#: Each ``--shift``: its ``domain_shift.shift_volume`` settings, the suffix of its default
+#: output file, and what it adds to the resampling, contrast, gamma, noise and widening.
 SHIFTS = {
-    "wide": {"dark_as_boundary": 0.0},
-    "wide+thin": {"dark_as_boundary": 0.0, "thin_as_boundary": 12.0},
-    "wide+dark": {"dark_as_boundary": 0.15},
-}
-#: What each ``--shift`` adds to the resampling, contrast, gamma, noise and 2 px widening.
-SHIFT_NOTES = {
-    "wide": "",
-    "wide+thin": ", segments thinner than a 12 px radius labelled as boundary",
-    "wide+dark": ", darkest 15 % of the cells labelled as boundary",
+    "wide": ({"dark_as_boundary": 0.0}, "", ""),
+    "wide+thin": (
+        {"dark_as_boundary": 0.0, "thin_as_boundary": 12.0},
+        "_thin",
+        ", segments thinner than a 12 px radius labelled as boundary",
+    ),
+    "wide+dark": (
+        {"dark_as_boundary": 0.15},
+        "_dark",
+        ", darkest 15 % of the cells labelled as boundary",
+    ),
 }
 CANDIDATES = list(range(20))
 TEST = list(range(20, 27))
@@ -116,8 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
         help="default docs/bench_correct_loop[_thin|_dark][_replayNN].json",
     )
     args = parser.parse_args(argv)
+    shift_settings, suffix, shift_note = SHIFTS[args.shift]
     if args.out is None:
-        suffix = {"wide": "", "wide+thin": "_thin", "wide+dark": "_dark"}[args.shift]
         if args.replay_fraction is not None:
             suffix += f"_replay{round(args.replay_fraction * 100):02d}"
         args.out = str(ROOT / "docs" / f"bench_correct_loop{suffix}.json")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     labels = np.concatenate(
         [tifffile.imread(data / "train-labels.tif"), tifffile.imread(data / "val-labels.tif")]
     )
-    images, masks255 = shift_volume(raw, labels > 0, **SHIFTS[args.shift])
+    images, masks255 = shift_volume(raw, labels > 0, **shift_settings)
     masks = masks255 > 0
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         "finetune_recipe": _recipe(work),
         "parent_model": str(Path(args.model).name),
         "shift": f"{args.shift}: benchmarks/domain_shift.py with zoom 1.2, contrast 0.7, "
-        "gamma 1.4, noise 0.04, boundary widened by 2 px" + SHIFT_NOTES[args.shift],
+        "gamma 1.4, noise 0.04, boundary widened by 2 px" + shift_note,
         "candidates": CANDIDATES,
         "test_slices": TEST,
         "minutes_per_finetune": args.minutes,

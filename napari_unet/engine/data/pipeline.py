@@ -206,7 +206,7 @@ def make_train_dataset(
     seed
         Overrides ``config.train.seed``.
     num_parallel_calls
-        Parallel map calls; default the CPU count.
+        Parallel map calls; default the CPUs this process may run on.
     deterministic
         Keep the element order (slightly slower). Each element is a function
         of ``(seed, element index)`` either way; without it, parallel workers
@@ -297,12 +297,20 @@ def make_train_dataset(
         x = tf.ensure_shape(out[0], [p, p, channels])
         return (x, *(tf.ensure_shape(t, [p, p, 1]) for t in out[1:]))
 
-    calls = (os.cpu_count() or 1) if num_parallel_calls is None else num_parallel_calls
+    calls = _usable_cpus() if num_parallel_calls is None else num_parallel_calls
     ds = tf.data.Dataset.counter(dtype=tf.int64)
     ds = ds.map(sample, num_parallel_calls=calls, deterministic=deterministic)
     ds = ds.batch(batch, drop_remainder=True)
     ds = ds.prefetch(PREFETCH_BATCHES)
     return ds.with_options(_options(deterministic))
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a cluster job's allocation, not the node's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity call (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 def _task(config: Any) -> str:

@@ -198,7 +198,8 @@ def _finish(loop: TrainingLoop, metadata: dict[str, Any] | None) -> TrainResult:
         "data": run.prepared.description,
         "steps": loop.step,
         "elapsed_seconds": elapsed,
-        # checkpoints, validation and TensorBoard after the last batch (a wall-clock budget
+        # from the last batch to here: the last epoch's validation and checkpoints, closing
+        # the data stream and TensorBoard, calibration and test scoring (a wall-clock budget
         # ends the batches; this is what the budget's reserve must cover)
         "seconds_after_last_batch": time.perf_counter() - loop.last_batch_end,
         "stopped_reason": loop.stopped_reason,
